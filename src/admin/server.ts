@@ -1,0 +1,148 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { BreakerRegistry } from '../breaker/index.js';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ProxyMetrics } from '../metrics/metrics.js';
+import { sendProblem } from '../proxy/problem.js';
+import { authorize } from './auth.js';
+
+export interface AdminDeps {
+  readonly registry: BreakerRegistry;
+  readonly metrics: ProxyMetrics;
+  readonly log: Logger;
+  readonly token: string | undefined;
+  /** True once config is loaded and both listeners are up; false while draining. */
+  readonly isReady: () => boolean;
+  /** Reloads the config file; throws ConfigError when the new file is invalid. */
+  readonly reload?: () => unknown;
+}
+
+const MAX_BODY = 4096;
+
+/** The admin listener (SPEC §4): health, metrics, breaker state, operator actions, reload. */
+export function createAdminServer(deps: AdminDeps): Server {
+  return createServer((req, res) => {
+    handle(deps, req, res).catch((err: unknown) => {
+      deps.log.error({ err }, 'admin request failed');
+      if (!res.headersSent) sendProblem(req, res, 500, 'Internal Server Error', 'admin request failed');
+      else res.destroy();
+    });
+  });
+}
+
+async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0]!;
+  const method = req.method ?? 'GET';
+  const get = method === 'GET' || method === 'HEAD';
+  if (path === '/healthz') return get ? json(req, res, 200, { status: 'ok' }) : notAllowed(req, res, 'GET, HEAD');
+  if (path === '/readyz') {
+    if (!get) return notAllowed(req, res, 'GET, HEAD');
+    const ready = deps.isReady();
+    return json(req, res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' });
+  }
+  if (path === '/metrics') {
+    if (!get) return notAllowed(req, res, 'GET, HEAD');
+    const text = await deps.metrics.metrics();
+    res.writeHead(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' });
+    res.end(method === 'HEAD' ? undefined : text);
+    return;
+  }
+  if (path === '/breakers') {
+    if (!get) return notAllowed(req, res, 'GET, HEAD');
+    const now = Date.now();
+    return json(req, res, 200, { breakers: [...deps.registry.all()].map((b) => b.snapshot(now)) });
+  }
+  if (path === '/reload') {
+    if (method !== 'POST') return notAllowed(req, res, 'POST');
+    const auth = authorize(req, deps.token);
+    if (!auth.ok) return refuse(req, res, auth.status, auth.detail);
+    await drain(req);
+    if (!deps.reload) return sendProblem(req, res, 501, 'Not Implemented', 'this proxy was not started from a config file');
+    try {
+      const result = deps.reload();
+      return json(req, res, 200, { reloaded: true, ...(result as object) });
+    } catch (err) {
+      if (err instanceof ConfigError)
+        return json(
+          req,
+          res,
+          400,
+          { type: 'about:blank', title: 'Invalid config', status: 400, detail: err.message, problems: err.problems },
+          'application/problem+json',
+        );
+      throw err;
+    }
+  }
+  const m = /^\/breakers\/([^/]+)(?:\/(open|close))?$/.exec(path);
+  if (m) {
+    const breaker = deps.registry.get(decodeURIComponent(m[1]!));
+    const action = m[2];
+    if (action === undefined) {
+      if (!get) return notAllowed(req, res, 'GET, HEAD');
+      if (!breaker) return sendProblem(req, res, 404, 'Not Found', `unknown service: ${m[1]}`);
+      return json(req, res, 200, breaker.snapshot());
+    }
+    if (method !== 'POST') return notAllowed(req, res, 'POST');
+    const auth = authorize(req, deps.token);
+    if (!auth.ok) return refuse(req, res, auth.status, auth.detail);
+    if (!breaker) return sendProblem(req, res, 404, 'Not Found', `unknown service: ${m[1]}`);
+    const body = await drain(req);
+    const reason = readReason(body) ?? 'operator request';
+    const tag = `${reason} (by ${auth.who})`;
+    if (action === 'open') breaker.forceOpen(tag);
+    else breaker.forceClose(tag);
+    deps.log.warn(
+      { service: breaker.name, action, who: auth.who, reason },
+      `Operator forced ${breaker.name} ${action === 'open' ? 'open' : 'closed'}`,
+    );
+    return json(req, res, 200, breaker.snapshot());
+  }
+  sendProblem(
+    req,
+    res,
+    404,
+    'Not Found',
+    'admin endpoints: /healthz /readyz /metrics /breakers /breakers/<name> /breakers/<name>/open|close /reload',
+  );
+}
+
+function json(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : text);
+}
+
+function notAllowed(req: IncomingMessage, res: ServerResponse, allow: string): void {
+  sendProblem(req, res, 405, 'Method Not Allowed', `use ${allow}`, undefined, ['allow', allow]);
+}
+
+function refuse(req: IncomingMessage, res: ServerResponse, status: 401 | 403, detail: string): void {
+  sendProblem(
+    req,
+    res,
+    status,
+    status === 401 ? 'Unauthorized' : 'Forbidden',
+    detail,
+    undefined,
+    status === 401 ? ['www-authenticate', 'Bearer'] : [],
+  );
+}
+
+/** Reads a small request body (the optional `{"reason": "..."}`); more than 4 KiB is cut off. */
+async function drain(req: IncomingMessage): Promise<string> {
+  let text = '';
+  for await (const chunk of req) {
+    if (text.length < MAX_BODY) text += String(chunk);
+  }
+  return text.slice(0, MAX_BODY);
+}
+
+function readReason(body: string): string | undefined {
+  if (body.trim() === '') return undefined;
+  try {
+    const v = JSON.parse(body) as { reason?: unknown };
+    return typeof v.reason === 'string' && v.reason.trim() !== '' ? v.reason.slice(0, 200) : undefined;
+  } catch {
+    return body.trim().slice(0, 200);
+  }
+}

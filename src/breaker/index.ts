@@ -1,0 +1,2 @@
+export * from './service-breaker.js';
+export * from './registry.js';

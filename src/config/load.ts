@@ -1,0 +1,184 @@
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, type ConfigProblem } from '../errors.js';
+import { expandEnv } from './env.js';
+import { rawConfigSchema, SERVICE_NAME } from './schema.js';
+import { BUILTIN, type Config, type ListenConfig, type ServiceConfig } from './types.js';
+
+/** Options that outrank the file: the CLI's `--port` and `--admin-port`. */
+export interface ConfigOverrides {
+  readonly port?: number;
+  readonly adminPort?: number;
+}
+
+/** Reads, expands, validates and freezes a config file. Throws {@link ConfigError}. */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, overrides: ConfigOverrides = {}): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError([{ path: '(file)', message: `cannot read ${file}: ${code}` }], file);
+  }
+  return parseConfig(text, env, overrides, file);
+}
+
+/** Pure core of {@link loadConfig}: YAML text in, frozen Config out. */
+export function parseConfig(text: string, env: NodeJS.ProcessEnv, overrides: ConfigOverrides = {}, source?: string): Config {
+  const problems: ConfigProblem[] = [];
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  for (const e of doc.errors) {
+    const line = e.linePos?.[0].line;
+    const what = e.code === 'DUPLICATE_KEY' ? `duplicate key ${duplicateKeyName(text, e.pos[0])}` : e.message.split('\n')[0]!;
+    problems.push({ path: '(yaml)', message: what, ...(line ? { line } : {}) });
+  }
+  if (problems.length) throw new ConfigError(problems, source);
+
+  const lineOf = (path: readonly PropertyKey[]): number | undefined => {
+    const node = doc.getIn(path as unknown[], true) as { range?: [number, number, number] } | undefined;
+    const fallback = path.length ? (doc.getIn(path.slice(0, -1) as unknown[], true) as typeof node) : undefined;
+    const range = node?.range ?? fallback?.range;
+    return range ? lines.linePos(range[0]).line : undefined;
+  };
+
+  const raw = expandTree(doc.toJS({ maxAliasCount: 100 }) as unknown, env, [], problems, lineOf);
+  const envDefaults = readEnvDefaults(env, problems);
+
+  const parsed = rawConfigSchema.safeParse(raw ?? {}, { reportInput: true });
+  if (!parsed.success) problems.push(...parsed.error.issues.flatMap((i) => toProblems(i, lineOf)));
+
+  const rawServices = (raw as { services?: unknown } | null)?.services;
+  const names = rawServices && typeof rawServices === 'object' && !Array.isArray(rawServices) ? Object.keys(rawServices) : [];
+  for (const name of names) {
+    if (!SERVICE_NAME.test(name)) {
+      problems.push(at(['services', name], `service name must match [a-z0-9][a-z0-9-_]*, got ${show(name)}`, lineOf));
+    }
+  }
+  if (parsed.success && names.length === 0) {
+    problems.push(at(['services'], 'must list at least one service', lineOf));
+  }
+  if (problems.length || !parsed.success) throw new ConfigError(dedupe(problems), source);
+
+  const data = parsed.data;
+  const d = data.defaults ?? {};
+  // Precedence, lowest to highest: built-in < YAML defaults < env CB_* < the service's own keys.
+  const base = {
+    threshold: envDefaults.threshold ?? d.threshold ?? BUILTIN.threshold,
+    cooldownMs: envDefaults.cooldownMs ?? d.cooldown ?? BUILTIN.cooldownMs,
+    timeoutMs: d.timeout ?? BUILTIN.timeoutMs,
+    bodyIdleTimeoutMs: d.bodyIdleTimeout ?? BUILTIN.bodyIdleTimeoutMs,
+    failureStatuses: d.failureStatuses ?? BUILTIN.failureStatuses,
+  };
+  const services = new Map<string, ServiceConfig>();
+  for (const [name, s] of Object.entries(data.services)) {
+    services.set(
+      name,
+      Object.freeze({
+        name,
+        url: s.url,
+        target: new URL(s.url),
+        threshold: s.threshold ?? base.threshold,
+        cooldownMs: s.cooldown ?? base.cooldownMs,
+        timeoutMs: s.timeout ?? base.timeoutMs,
+        bodyIdleTimeoutMs: s.bodyIdleTimeout ?? base.bodyIdleTimeoutMs,
+        failureStatuses: Object.freeze((s.failureStatuses ?? base.failureStatuses).map((r) => Object.freeze({ ...r }))),
+      }),
+    );
+  }
+  const listen: ListenConfig = Object.freeze({
+    host: data.listen?.host ?? BUILTIN.listen.host,
+    port: overrides.port ?? data.listen?.port ?? BUILTIN.listen.port,
+  });
+  const admin: ListenConfig = Object.freeze({
+    host: data.admin?.host ?? BUILTIN.admin.host,
+    port: overrides.adminPort ?? data.admin?.port ?? BUILTIN.admin.port,
+  });
+  return Object.freeze({
+    listen,
+    admin,
+    shutdownGraceMs: data.shutdownGrace ?? BUILTIN.shutdownGraceMs,
+    services,
+    ...(source ? { source } : {}),
+  });
+}
+
+type LineOf = (path: readonly PropertyKey[]) => number | undefined;
+
+function at(path: readonly PropertyKey[], message: string, lineOf: LineOf): ConfigProblem {
+  const line = lineOf(path);
+  return { path: path.map(String).join('.') || '(root)', message, ...(line ? { line } : {}) };
+}
+
+function toProblems(issue: z.core.$ZodIssue, lineOf: LineOf): ConfigProblem[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((k) => at([...issue.path, k], 'unknown key', lineOf));
+  }
+  const input = (issue as { input?: unknown }).input;
+  const message = input === undefined ? 'is required' : `${issue.message}, got ${show(input)}`;
+  return [at(issue.path, message, lineOf)];
+}
+
+/** `${VAR}` expansion over every string of the parsed tree. */
+function expandTree(node: unknown, env: NodeJS.ProcessEnv, path: PropertyKey[], problems: ConfigProblem[], lineOf: LineOf): unknown {
+  if (typeof node === 'string') {
+    if (!node.includes('${')) return node;
+    const { value, missing } = expandEnv(node, env);
+    for (const name of missing)
+      problems.push(at(path, `environment variable ${name} is not set (use \${${name}:-default} for a fallback)`, lineOf));
+    return retype(value);
+  }
+  if (Array.isArray(node)) return node.map((v, i) => expandTree(v, env, [...path, i], problems, lineOf));
+  if (node && typeof node === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) out[k] = expandTree(v, env, [...path, k], problems, lineOf);
+    return out;
+  }
+  return node;
+}
+
+/** An expanded `${VAR}` becomes a number when it reads as one, so `threshold: ${T:-3}` works. */
+function retype(value: string): unknown {
+  return /^-?\d+(?:\.\d+)?$/.test(value.trim()) ? Number(value) : value;
+}
+
+/** Env `CB_THRESHOLD` and `CB_COOLDOWN_SECONDS` (decimals allowed: `0.2` is 200 ms). */
+function readEnvDefaults(env: NodeJS.ProcessEnv, problems: ConfigProblem[]): { threshold?: number; cooldownMs?: number } {
+  const out: { threshold?: number; cooldownMs?: number } = {};
+  const t = env.CB_THRESHOLD;
+  if (t !== undefined && t !== '') {
+    if (/^\d+$/.test(t.trim()) && Number(t) >= 1) out.threshold = Number(t);
+    else problems.push({ path: '(env) CB_THRESHOLD', message: `must be an integer ≥ 1, got ${show(t)}` });
+  }
+  const c = env.CB_COOLDOWN_SECONDS;
+  if (c !== undefined && c !== '') {
+    const ms = /^\d+(?:\.\d+)?$/.test(c.trim()) ? Math.round(Number(c) * 1000) : NaN;
+    if (ms >= 1 && ms <= 2_147_483_647) out.cooldownMs = ms;
+    else
+      problems.push({ path: '(env) CB_COOLDOWN_SECONDS', message: `must be a number of seconds > 0 (decimals allowed), got ${show(c)}` });
+  }
+  return out;
+}
+
+function duplicateKeyName(text: string, offset: number): string {
+  const m = /^\s*([^:#\n]+?)\s*:/.exec(text.slice(offset, offset + 200));
+  return m ? show(m[1]!.replace(/^["']|["']$/g, '')) : '';
+}
+
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null) return 'null';
+  if (typeof value === 'object') return Array.isArray(value) ? 'a list' : 'a mapping';
+  return String(value);
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = `${p.path}\0${p.message}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

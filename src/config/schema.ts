@@ -1,0 +1,83 @@
+import { z } from 'zod';
+import { MAX_DURATION_MS, parseDuration } from './duration.js';
+import type { StatusRange } from './types.js';
+
+/**
+ * The one schema the YAML is checked against (SPEC §1). Unknown keys are rejected everywhere.
+ * Messages state the rule; the loader adds the key path and the value received.
+ */
+
+const DURATION_RULE = 'must be a duration such as 250ms, 5s, 1m or a number of milliseconds, from 1ms to 24d';
+
+const duration = z.unknown().transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined || ms < 1 || ms > MAX_DURATION_MS) {
+    ctx.issues.push({ code: 'custom', message: DURATION_RULE, input: value });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const threshold = z.int({ error: 'must be an integer ≥ 1' }).min(1, { error: 'must be an integer ≥ 1' });
+const port = z
+  .int({ error: 'must be an integer from 0 to 65535' })
+  .min(0, { error: 'must be an integer from 0 to 65535' })
+  .max(65535, { error: 'must be an integer from 0 to 65535' });
+const host = z.string({ error: 'must be a host name or IP address' }).min(1, { error: 'must not be empty' });
+
+const STATUS_RULE = 'must be a list of HTTP statuses (100-599) or ranges such as 500-599';
+const statusEntry = z.unknown().transform((value, ctx): StatusRange => {
+  const m = typeof value === 'number' ? [String(value), String(value), String(value)] : /^(\d{3})(?:-(\d{3}))?$/.exec(String(value).trim());
+  const from = m ? Number(m[1]) : NaN;
+  const to = m ? Number(m[2] ?? m[1]) : NaN;
+  if (!m || !(from >= 100 && to <= 599 && from <= to)) {
+    ctx.issues.push({ code: 'custom', message: STATUS_RULE, input: value });
+    return z.NEVER;
+  }
+  return { from, to };
+});
+const failureStatuses = z.array(statusEntry, { error: STATUS_RULE });
+
+const url = z.string({ error: 'must be an http: or https: URL' }).superRefine((value, ctx) => {
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be an http: or https: URL', input: value });
+    return;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: 'must be an http: or https: URL', input: value });
+  } else if (parsed.search || parsed.hash || value.includes('?') || value.includes('#')) {
+    ctx.addIssue({ code: 'custom', message: 'must not carry a query or fragment', input: value });
+  }
+});
+
+const tuning = {
+  threshold: threshold.optional(),
+  cooldown: duration.optional(),
+  timeout: duration.optional(),
+  bodyIdleTimeout: duration.optional(),
+  failureStatuses: failureStatuses.optional(),
+};
+
+const listen = z.strictObject({ host: host.optional(), port: port.optional() }, { error: 'must be a mapping' });
+
+const service = z.strictObject({ url, ...tuning }, { error: 'must be a mapping with at least a url' });
+
+export const rawConfigSchema = z.strictObject(
+  {
+    listen: listen.optional(),
+    admin: listen.optional(),
+    shutdownGrace: duration.optional(),
+    defaults: z.strictObject(tuning, { error: 'must be a mapping' }).optional(),
+    services: z.record(z.string(), service, { error: 'must be a mapping of service name to settings' }),
+  },
+  { error: 'must be a mapping' },
+);
+
+/** Parsed and checked, before precedence is applied. */
+export type ValidatedRaw = z.output<typeof rawConfigSchema>;
+
+/** Service names: `[a-z0-9][a-z0-9-_]*` (SPEC §1). */
+export const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]*$/;

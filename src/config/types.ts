@@ -1,0 +1,65 @@
+/** Validated, frozen configuration: what the rest of the program reads. */
+
+/** An inclusive range of HTTP status codes. */
+export interface StatusRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+export interface ListenConfig {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ServiceConfig {
+  /** Service name as used in `/svc/<name>/...`. */
+  readonly name: string;
+  /** Base URL as configured (after `${VAR}` expansion). */
+  readonly url: string;
+  /** Parsed base URL. */
+  readonly target: URL;
+  /** Consecutive failures that open the circuit. Default 3 (env `CB_THRESHOLD`). */
+  readonly threshold: number;
+  /** OPEN -> HALF_OPEN delay in ms. Default 30 000 (env `CB_COOLDOWN_SECONDS`). */
+  readonly cooldownMs: number;
+  /** No response headers within this many ms after the request was sent = failure (504). Default 5 000. */
+  readonly timeoutMs: number;
+  /** A response body that stalls this many ms between chunks is cut and counted as `reset`. Default 30 000. */
+  readonly bodyIdleTimeoutMs: number;
+  /** Upstream statuses counted as failures. Default 500-599. */
+  readonly failureStatuses: readonly StatusRange[];
+}
+
+export interface Config {
+  readonly listen: ListenConfig;
+  readonly admin: ListenConfig;
+  /** In-flight requests get this long to finish on SIGTERM/SIGINT. Default 10 000 ms. */
+  readonly shutdownGraceMs: number;
+  /** Services by name, in file order. */
+  readonly services: ReadonlyMap<string, ServiceConfig>;
+  /** The file it came from, when it came from a file. */
+  readonly source?: string;
+}
+
+/** Built-in defaults (SPEC §0, §1). */
+export const BUILTIN = Object.freeze({
+  threshold: 3,
+  cooldownMs: 30_000,
+  timeoutMs: 5_000,
+  bodyIdleTimeoutMs: 30_000,
+  failureStatuses: Object.freeze([Object.freeze({ from: 500, to: 599 })]),
+  listen: Object.freeze({ host: '0.0.0.0', port: 8080 }),
+  admin: Object.freeze({ host: '0.0.0.0', port: 9901 }),
+  shutdownGraceMs: 10_000,
+});
+
+/** True when `status` falls in one of the ranges. */
+export function isFailureStatus(ranges: readonly StatusRange[], status: number): boolean {
+  for (const r of ranges) if (status >= r.from && status <= r.to) return true;
+  return false;
+}
+
+/** Settings that, when changed by a reload, give a service a fresh breaker. */
+export function serviceFingerprint(s: ServiceConfig): string {
+  return JSON.stringify([s.url, s.threshold, s.cooldownMs, s.timeoutMs, s.bodyIdleTimeoutMs, s.failureStatuses]);
+}

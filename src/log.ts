@@ -1,0 +1,87 @@
+import { createRequire } from 'node:module';
+import { pino, type Logger, type LevelWithSilent } from 'pino';
+import type { BreakerRegistry } from './breaker/index.js';
+import { formatDuration } from './config/duration.js';
+import type { ProxyHandler } from './proxy/handler.js';
+
+export type { Logger };
+
+export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface LogOptions {
+  readonly level?: LevelWithSilent;
+  /** Human-readable lines through pino-pretty, when it is installed. */
+  readonly pretty?: boolean;
+  /** Where JSON lines go; stdout by default. Tests pass a stream. */
+  readonly stream?: NodeJS.WritableStream;
+}
+
+/** Never log credentials, wherever they appear in a logged object. */
+const REDACT = [
+  'authorization',
+  'cookie',
+  '*.authorization',
+  '*.cookie',
+  '*.headers.authorization',
+  '*.headers.cookie',
+  'headers["set-cookie"]',
+  '*.headers["set-cookie"]',
+];
+
+export function createLogger(opts: LogOptions = {}): Logger {
+  const base = { level: opts.level ?? 'info', redact: { paths: REDACT, censor: '[redacted]' }, base: { name: 'circuit-proxy' } };
+  if (opts.stream) return pino(base, opts.stream);
+  if (opts.pretty && prettyAvailable()) {
+    return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, sync: true } } });
+  }
+  // Synchronous stdout: pino's async writer can spin in its exit flush once stdout is gone (EPIPE).
+  return pino(base, pino.destination({ dest: 1, sync: true }));
+}
+
+function prettyAvailable(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('pino-pretty');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Subscribes the log to breaker and proxy events (SPEC §5). The phrases `Circuit open for <name>`
+ * and `<name> unreachable: ...` are part of the contract: operators grep for them.
+ */
+export function attachLogs(log: Logger, registry: BreakerRegistry, handler: ProxyHandler, accessLog: boolean): void {
+  registry.on('transition', (t) => {
+    const fields = { service: t.service, from: t.from, to: t.to, reason: t.reason, forced: t.forced };
+    if (t.to === 'open') log.warn(fields, `Circuit open for ${t.service}`);
+    else if (t.to === 'half_open') log.info(fields, `Circuit half-open for ${t.service}: next request is the trial`);
+    else log.info(fields, `Circuit closed for ${t.service}`);
+  });
+  registry.on('failure', (f) => {
+    const fields = { service: f.service, reason: f.reason, requestId: f.requestId, code: f.code, stale: f.stale || undefined };
+    const svc = registry.get(f.service);
+    if (f.reason === 'timeout') log.warn(fields, `${f.service} timed out after ${svc ? formatDuration(svc.config.timeoutMs) : '?'}`);
+    else if (f.reason === 'status') log.warn(fields, `${f.service} answered with failure ${f.detail}`);
+    else log.warn(fields, `${f.service} unreachable: ${f.detail}`);
+  });
+  if (accessLog) {
+    handler.on('completed', (c) => {
+      log.info(
+        {
+          service: c.service,
+          method: c.method,
+          path: c.path,
+          status: c.status,
+          outcome: c.outcome,
+          durationMs: Math.round(c.durationSeconds * 1e6) / 1e3,
+          requestId: c.requestId,
+        },
+        'request',
+      );
+    });
+    handler.on('unrouted', (status, req) => {
+      log.info({ method: req.method, path: req.url, status }, 'request (no route)');
+    });
+  }
+}

@@ -1,0 +1,140 @@
+import { formatDuration } from './config/duration.js';
+import { loadConfig, type ConfigOverrides } from './config/load.js';
+import type { Config } from './config/types.js';
+import { ConfigError, ExitCode } from './errors.js';
+import { createLogger } from './log.js';
+import type { LevelWithSilent } from 'pino';
+import { CircuitProxy } from './server.js';
+
+export const DEFAULT_CONFIG = 'config/proxy.yaml';
+
+export interface ServeOptions {
+  readonly config: string;
+  readonly overrides: ConfigOverrides;
+  readonly logLevel: LevelWithSilent;
+  readonly pretty: boolean;
+  readonly accessLog: boolean;
+  readonly adminToken: string | undefined;
+}
+
+/** Loads the config, starts both listeners and installs signal handlers. Resolves with the exit code once stopped. */
+export async function serve(opts: ServeOptions): Promise<number> {
+  const log = createLogger({ level: opts.logLevel, pretty: opts.pretty });
+  const load = (): Config => loadConfig(opts.config, process.env, opts.overrides);
+  let config: Config;
+  try {
+    config = load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return ExitCode.usage;
+    }
+    throw err;
+  }
+  const proxy = new CircuitProxy(config, { log, adminToken: opts.adminToken, accessLog: opts.accessLog, loadConfig: load });
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception: exiting');
+    process.exit(ExitCode.runtime);
+  });
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+
+  let addresses;
+  try {
+    addresses = await proxy.listen();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    log.fatal({ code: e.code }, `cannot listen: ${e.message}`);
+    await proxy.close(0);
+    return ExitCode.runtime;
+  }
+  log.info(
+    {
+      port: addresses.port,
+      adminPort: addresses.adminPort,
+      config: opts.config,
+      services: [...config.services.values()].map((s) => ({
+        name: s.name,
+        url: s.url,
+        threshold: s.threshold,
+        cooldown: formatDuration(s.cooldownMs),
+        timeout: formatDuration(s.timeoutMs),
+      })),
+    },
+    `circuit-proxy listening on ${config.listen.host}:${addresses.port} (admin ${config.admin.host}:${addresses.adminPort})`,
+  );
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        resolve(ExitCode.runtime);
+        return;
+      }
+      stopping = true;
+      log.info({ signal, graceMs: proxy.currentConfig.shutdownGraceMs }, 'draining: no new connections, in-flight requests may finish');
+      proxy.close().then(
+        () => {
+          log.info('stopped');
+          resolve(ExitCode.ok);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          resolve(ExitCode.runtime);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', () => {
+      try {
+        proxy.reload(load());
+      } catch (err) {
+        if (err instanceof ConfigError)
+          log.error({ problems: err.problems }, `config reload rejected, keeping the running config: ${err.message}`);
+        else log.error({ err }, 'config reload failed');
+      }
+    });
+  });
+}
+
+/** `validate`: prints the resolved services or the problems. */
+export function validate(file: string, overrides: ConfigOverrides): number {
+  let config: Config;
+  try {
+    config = loadConfig(file, process.env, overrides);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return ExitCode.usage;
+    }
+    throw err;
+  }
+  const rows = [...config.services.values()].map((s) => [
+    s.name,
+    s.url,
+    String(s.threshold),
+    formatDuration(s.cooldownMs),
+    formatDuration(s.timeoutMs),
+    s.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(','),
+  ]);
+  process.stdout.write(
+    `${file}: ok\nlisten ${config.listen.host}:${config.listen.port}, admin ${config.admin.host}:${config.admin.port}\n\n`,
+  );
+  process.stdout.write(table(['SERVICE', 'URL', 'THRESHOLD', 'COOLDOWN', 'TIMEOUT', 'FAILURE STATUSES'], rows));
+  return ExitCode.ok;
+}
+
+export function table(
+  head: readonly string[],
+  rows: readonly (readonly string[])[],
+  paint: (cell: string, row: number, col: number) => string = (c) => c,
+): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: readonly string[], row: number): string =>
+    cells
+      .map((c, i) => paint(c.padEnd(widths[i]!), row, i))
+      .join('  ')
+      .trimEnd();
+  return [line(head, -1), ...rows.map((r, i) => line(r, i))].join('\n') + '\n';
+}

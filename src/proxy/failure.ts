@@ -1,0 +1,52 @@
+import type { FailureReason } from '../breaker/service-breaker.js';
+
+/** What went wrong with an exchange, as the breaker and the client see it. */
+export interface Classified {
+  readonly reason: FailureReason;
+  /** Short cause for logs and problem details, e.g. `connect ECONNREFUSED`. */
+  readonly cause: string;
+}
+
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|HOSTNAME_MISMATCH)/;
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EAI_FAIL',
+  'EAI_NONAME',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'EADDRNOTAVAIL',
+  'ETIMEDOUT',
+]);
+
+/**
+ * Classifies an upstream error raised before the response headers arrived.
+ * `connected` tells whether a connection had been established (a reset before that is `connect`).
+ */
+export function classifyUpstreamError(err: NodeJS.ErrnoException, connected: boolean): Classified {
+  const code = err.code ?? '';
+  if (TLS_CODE.test(code)) return { reason: 'connect', cause: `tls ${code}` };
+  if (CONNECT_CODES.has(code) || !connected) {
+    const syscall = err.syscall ?? 'connect';
+    const what = syscall === 'getaddrinfo' ? `dns ${code}` : `connect ${code || err.message}`;
+    return { reason: 'connect', cause: what };
+  }
+  return { reason: 'reset', cause: `connection reset before response (${code || err.message})` };
+}
+
+/** HTTP status the proxy answers with for a failure it detected itself (SPEC §3). */
+export function statusForFailure(reason: FailureReason | 'open'): 502 | 503 | 504 {
+  switch (reason) {
+    case 'open':
+      return 503;
+    case 'timeout':
+      return 504;
+    case 'connect':
+    case 'reset':
+    case 'status':
+      return 502;
+  }
+}

@@ -1,0 +1,96 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/**
+ * Hop-by-hop headers (RFC 9110 §7.6.1) plus those that describe this hop only:
+ * `proxy-authorization` is meant for a proxy, never for the upstream; `expect` was already
+ * answered by Node (100 Continue); `trailer` in a request crashes http-proxy 1.18.1 (#1647).
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authorization',
+  'expect',
+]);
+const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'x-request-id']);
+
+/** Headers a `Connection:` list may not remove: framing and routing stay ours. */
+const PROTECTED = new Set(['host', 'content-length', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
+
+/** A client's `X-Request-Id` when it is printable ASCII of sane length, else undefined. */
+export function acceptableRequestId(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined;
+}
+
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
+
+function clientAddress(address: string | undefined): string {
+  if (!address) return 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
+
+/**
+ * Rewrites an incoming request's headers in place into what goes upstream.
+ * - hop-by-hop headers and those named in `Connection` are removed;
+ * - the body framing is re-stated (`transfer-encoding: chunked` when the client chunked; Node
+ *   re-frames), so a body is never sent without framing;
+ * - `X-Forwarded-For` gets the caller's address appended; `X-Forwarded-Proto`/`-Host` from a
+ *   loopback caller (the application we are the sidecar of) are kept, from anyone else replaced
+ *   (Envoy's sidecar convention: the local application is trusted, the network is not);
+ * - `X-Request-Id` is set to `requestId`.
+ */
+export function prepareRequestHeaders(h: IncomingHttpHeaders, requestId: string, remoteAddress: string | undefined): void {
+  const chunked = h['transfer-encoding'] !== undefined;
+  const length = h['content-length'];
+  const connection = h.connection;
+  if (connection !== undefined) {
+    for (const token of connection.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name !== '' && !PROTECTED.has(name)) delete h[name];
+    }
+  }
+  for (const name of HOP_BY_HOP) if (h[name] !== undefined) delete h[name];
+  if (chunked) {
+    h['transfer-encoding'] = 'chunked';
+    delete h['content-length'];
+  } else if (length !== undefined) {
+    h['content-length'] = length;
+  }
+  const trusted = isLoopback(remoteAddress);
+  const prior = h['x-forwarded-for'];
+  const addr = clientAddress(remoteAddress);
+  h['x-forwarded-for'] = prior ? `${prior}, ${addr}` : addr;
+  if (!trusted || h['x-forwarded-proto'] === undefined) h['x-forwarded-proto'] = 'http';
+  if (!trusted || h['x-forwarded-host'] === undefined) {
+    if (h.host !== undefined) h['x-forwarded-host'] = h.host;
+    else delete h['x-forwarded-host'];
+  }
+  h['x-request-id'] = requestId;
+}
+
+/**
+ * Filters an upstream response's raw header list (names as sent, duplicates kept) for the client:
+ * hop-by-hop headers and those named in its `Connection` are dropped, `Trailer` is kept only when
+ * trailers will really be forwarded, and our `X-Request-Id` is appended.
+ */
+export function responseHeaders(raw: readonly string[], connection: string | undefined, requestId: string, keepTrailer: boolean): string[] {
+  const named = connection ? new Set(connection.split(',').map((t) => t.trim().toLowerCase())) : undefined;
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (RESPONSE_HOP_BY_HOP.has(lower) || (lower === 'trailer' && !keepTrailer) || named?.has(lower)) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  out.push('x-request-id', requestId);
+  return out;
+}

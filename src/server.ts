@@ -1,0 +1,191 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { BreakerRegistry, type ReconcileResult } from './breaker/index.js';
+import type { Config } from './config/types.js';
+import { createAdminServer } from './admin/server.js';
+import { attachLogs, createLogger, type Logger } from './log.js';
+import { ProxyMetrics } from './metrics/metrics.js';
+import { Forwarder } from './proxy/forwarder.js';
+import { ProxyHandler } from './proxy/handler.js';
+import { problemBody } from './proxy/problem.js';
+
+export interface ProxyOptions {
+  readonly log?: Logger;
+  /** Bearer token for admin actions; without it, admin actions are loopback-only. */
+  readonly adminToken?: string;
+  /** One log line per request (off by default: the hot path pays nothing). */
+  readonly accessLog?: boolean;
+  /** Include prom-client's process metrics (default true). */
+  readonly defaultMetrics?: boolean;
+  /** Re-reads the config for SIGHUP and `POST /reload`; throws ConfigError when invalid. */
+  readonly loadConfig?: () => Config;
+}
+
+export interface Addresses {
+  readonly port: number;
+  readonly adminPort: number;
+}
+
+/**
+ * The composed sidecar: proxy listener, admin listener, breakers, metrics and logs.
+ * `cli`/`main` own the process (signals, exit codes); this owns sockets.
+ */
+export class CircuitProxy {
+  readonly registry: BreakerRegistry;
+  readonly handler: ProxyHandler;
+  readonly metrics: ProxyMetrics;
+  readonly forwarder: Forwarder;
+  readonly server: Server;
+  readonly admin: Server;
+  readonly log: Logger;
+  private config: Config;
+  private ready = false;
+  private closing: Promise<void> | undefined;
+  private readonly options: ProxyOptions;
+
+  constructor(config: Config, options: ProxyOptions = {}) {
+    this.config = config;
+    this.options = options;
+    this.log = options.log ?? createLogger();
+    this.registry = new BreakerRegistry(config);
+    this.forwarder = new Forwarder();
+    this.handler = new ProxyHandler(this.registry, this.forwarder);
+    this.metrics = new ProxyMetrics(this.registry, this.handler, { defaultMetrics: options.defaultMetrics !== false });
+    attachLogs(this.log, this.registry, this.handler, options.accessLog === true);
+
+    this.server = createServer({ maxHeaderSize: 16 * 1024 }, this.handler.handle);
+    this.server.on('clientError', onClientError);
+    // CONNECT (authority-form target) is never tunnelled: the upstream comes from config only.
+    this.server.on('connect', (req, socket: Socket) => {
+      const body = problemBody(400, 'Bad Request', 'CONNECT is not supported: request targets must be /svc/<name>/...');
+      rawReply(socket, 400, 'Bad Request', body);
+      this.handler.emit('unrouted', 400, req);
+    });
+    this.admin = createAdminServer({
+      registry: this.registry,
+      metrics: this.metrics,
+      log: this.log,
+      token: options.adminToken,
+      isReady: () => this.ready,
+      ...(options.loadConfig ? { reload: () => this.reloadFromSource() } : {}),
+    });
+  }
+
+  get currentConfig(): Config {
+    return this.config;
+  }
+
+  /** Binds both listeners (port 0 picks a free port) and reports the ports. */
+  async listen(): Promise<Addresses> {
+    await listenOn(this.server, this.config.listen.port, this.config.listen.host);
+    await listenOn(this.admin, this.config.admin.port, this.config.admin.host);
+    this.ready = true;
+    return this.addresses();
+  }
+
+  addresses(): Addresses {
+    return { port: (this.server.address() as AddressInfo).port, adminPort: (this.admin.address() as AddressInfo).port };
+  }
+
+  /** Applies a new config: unchanged services keep their breaker state (SPEC §7). */
+  reload(next: Config): ReconcileResult {
+    const result = this.registry.reconcile(next);
+    const prev = this.config;
+    if (
+      prev.listen.host !== next.listen.host ||
+      prev.listen.port !== next.listen.port ||
+      prev.admin.host !== next.admin.host ||
+      prev.admin.port !== next.admin.port
+    ) {
+      this.log.warn({ listen: next.listen, admin: next.admin }, 'listener addresses changed in config: restart to apply them');
+    }
+    this.config = { ...next, listen: prev.listen, admin: prev.admin };
+    this.log.info({ ...result }, 'config reloaded');
+    return result;
+  }
+
+  private reloadFromSource(): ReconcileResult {
+    try {
+      return this.reload(this.options.loadConfig!());
+    } catch (err) {
+      this.log.error(
+        { problems: (err as { problems?: unknown }).problems },
+        `config reload rejected, keeping the running config: ${(err as Error).message}`,
+      );
+      throw err;
+    }
+  }
+
+  /**
+   * Drains (SPEC §7): stop accepting, not ready, keep-alive clients get `Connection: close`,
+   * in-flight requests get `graceMs` to finish, then remaining connections are cut.
+   */
+  close(graceMs = this.config.shutdownGraceMs): Promise<void> {
+    this.closing ??= this.drain(graceMs);
+    return this.closing;
+  }
+
+  private async drain(graceMs: number): Promise<void> {
+    this.ready = false;
+    this.handler.draining = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), graceMs);
+    });
+    const expired = await Promise.race([closed.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (expired) {
+      this.log.warn({ graceMs }, 'grace period over: closing remaining connections');
+      this.server.closeAllConnections();
+      await closed;
+    }
+    await new Promise<void>((resolve) => {
+      this.admin.close(() => resolve());
+      this.admin.closeAllConnections();
+    });
+    this.forwarder.destroy();
+    this.registry.shutdown();
+  }
+}
+
+function listenOn(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function rawReply(socket: Socket, status: number, text: string, body: Buffer): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/problem+json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`,
+  );
+}
+
+/** Malformed requests Node's parser rejects: answer problem+json instead of a bare 400. */
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    rawReply(
+      socket,
+      431,
+      'Request Header Fields Too Large',
+      problemBody(431, 'Request Header Fields Too Large', 'request headers exceed 16 KiB'),
+    );
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    rawReply(socket, 408, 'Request Timeout', problemBody(408, 'Request Timeout', 'request not received in time'));
+  } else {
+    rawReply(socket, 400, 'Bad Request', problemBody(400, 'Bad Request', `malformed request (${err.code ?? 'parse error'})`));
+  }
+}
