@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { expandEnv } from './env.js';
@@ -30,17 +30,28 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv, overrides: Con
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   for (const e of doc.errors) {
-    const line = e.linePos?.[0].line;
+    const line = lines.linePos(e.pos[0]).line;
     const what = e.code === 'DUPLICATE_KEY' ? `duplicate key ${duplicateKeyName(text, e.pos[0])}` : e.message.split('\n')[0]!;
     problems.push({ path: '(yaml)', message: what, ...(line ? { line } : {}) });
   }
   if (problems.length) throw new ConfigError(problems, source);
 
   const lineOf = (path: readonly PropertyKey[]): number | undefined => {
-    const node = doc.getIn(path as unknown[], true) as { range?: [number, number, number] } | undefined;
-    const fallback = path.length ? (doc.getIn(path.slice(0, -1) as unknown[], true) as typeof node) : undefined;
-    const range = node?.range ?? fallback?.range;
-    return range ? lines.linePos(range[0]).line : undefined;
+    // Point at the key of a mapping entry (where a reader looks), else at the node itself.
+    for (let n = path.length; n > 0; n--) {
+      const parent = doc.getIn(path.slice(0, n - 1) as unknown[], true);
+      const last = path[n - 1];
+      let range: [number, number, number] | undefined | null;
+      if (isMap(parent)) {
+        const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === String(last));
+        range = pair && isScalar(pair.key) ? pair.key.range : undefined;
+      } else if (isSeq(parent)) {
+        range = (parent.items[Number(last)] as { range?: [number, number, number] } | undefined)?.range;
+      }
+      if (range) return lines.linePos(range[0]).line;
+    }
+    const root = doc.contents as { range?: [number, number, number] } | null;
+    return root?.range ? lines.linePos(root.range[0]).line : undefined;
   };
 
   const raw = expandTree(doc.toJS({ maxAliasCount: 100 }) as unknown, env, [], problems, lineOf);

@@ -1,0 +1,270 @@
+/** Test helpers: real upstream servers and the real proxy on loopback, port 0. No mocked http. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once, EventEmitter } from 'node:events';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { parseConfig } from '../src/config/load.js';
+import { createLogger } from '../src/log.js';
+import { CircuitProxy, type ProxyOptions } from '../src/server.js';
+import type { BreakerState } from '../src/breaker/index.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BIN = `${ROOT}bin/circuit-proxy.js`;
+
+export interface Upstream {
+  readonly server: Server;
+  readonly port: number;
+  readonly url: string;
+  /** TCP connections accepted so far. */
+  connections: number;
+  /** Requests received so far. */
+  requests: number;
+  /** Currently open sockets. */
+  readonly sockets: Set<Socket>;
+  /** Emits `request` for each request received (after counting). */
+  readonly events: EventEmitter;
+  close(): Promise<void>;
+}
+
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** A real HTTP upstream on 127.0.0.1:0. */
+export async function startUpstream(handler: Handler): Promise<Upstream> {
+  const events = new EventEmitter();
+  const sockets = new Set<Socket>();
+  const up: Upstream = {
+    server: createServer((req, res) => {
+      up.requests += 1;
+      events.emit('request', req);
+      handler(req, res);
+    }),
+    port: 0,
+    url: '',
+    connections: 0,
+    requests: 0,
+    sockets,
+    events,
+    async close() {
+      for (const s of sockets) s.destroy();
+      up.server.closeAllConnections();
+      await new Promise<void>((r) => up.server.close(() => r()));
+    },
+  };
+  up.server.keepAliveTimeout = 5000;
+  up.server.on('connection', (s: Socket) => {
+    up.connections += 1;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  up.server.listen(0, '127.0.0.1');
+  await once(up.server, 'listening');
+  const port = (up.server.address() as AddressInfo).port;
+  Object.assign(up, { port, url: `http://127.0.0.1:${port}` });
+  return up;
+}
+
+/** Collects pino JSON lines, parsed. */
+export class LogSink extends Writable {
+  readonly lines: Array<Record<string, unknown>> = [];
+  readonly events = new EventEmitter();
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    for (const line of chunk.toString().split('\n')) {
+      if (line.trim() === '') continue;
+      const parsed = JSON.parse(line) as Record<string, unknown>;
+      this.lines.push(parsed);
+      this.events.emit('line', parsed);
+    }
+    cb();
+  }
+  find(pred: (l: Record<string, unknown>) => boolean): Array<Record<string, unknown>> {
+    return this.lines.filter(pred);
+  }
+}
+
+export interface RunningProxy {
+  readonly proxy: CircuitProxy;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly logs: LogSink;
+  close(): Promise<void>;
+  /** Resolves at the next transition of `service` into `to`. */
+  nextState(service: string, to: BreakerState): Promise<void>;
+}
+
+/** Starts the real proxy in-process from YAML text, on loopback port 0. */
+export async function startProxy(yaml: string, opts: ProxyOptions & { env?: NodeJS.ProcessEnv } = {}): Promise<RunningProxy> {
+  const full = `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
+  const config = parseConfig(full, opts.env ?? {});
+  const logs = new LogSink();
+  const proxy = new CircuitProxy(config, { defaultMetrics: false, ...opts, log: createLogger({ level: 'debug', stream: logs }) });
+  const { port, adminPort } = await proxy.listen();
+  return {
+    proxy,
+    port,
+    adminPort,
+    logs,
+    close: () => proxy.close(200),
+    nextState: (service, to) =>
+      new Promise((resolve) => {
+        const on = (t: { service: string; to: string }): void => {
+          if (t.service === service && t.to === to) {
+            proxy.registry.off('transition', on);
+            resolve();
+          }
+        };
+        proxy.registry.on('transition', on);
+      }),
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+  trailers: NodeJS.Dict<string>;
+}
+
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string | string[]>;
+  body?: string | Buffer;
+  /** Raw request target, sent as is. */
+  path?: string;
+}
+
+/** One HTTP request on a fresh connection (no agent), resolving when the body is complete. */
+export function request(port: number, path: string, opts: RequestOptions = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString(), trailers: res.trailers }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** Sends raw bytes and resolves with everything the server answers before closing (or `ms` of quiet). */
+export async function rawRequest(port: number, bytes: string, ms = 2000): Promise<string> {
+  const { connect } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let out = '';
+    s.setTimeout(ms, () => {
+      s.destroy();
+      resolve(out);
+    });
+    s.on('data', (d) => (out += d.toString('latin1')));
+    s.on('end', () => resolve(out));
+    s.on('close', () => resolve(out));
+    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(out) : reject(e)));
+    s.write(bytes, 'latin1');
+  });
+}
+
+export function json<T = any>(r: Reply): T {
+  return JSON.parse(r.body) as T;
+}
+
+/** Resolves once `fn` returns true, checking after each event loop turn (bounded). */
+export async function until(fn: () => boolean, what: string, limitMs = 5000): Promise<void> {
+  const start = Date.now();
+  while (!fn()) {
+    if (Date.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export interface Cli {
+  readonly child: ChildProcess;
+  readonly lines: Array<Record<string, unknown>>;
+  stderr: string;
+  /** Resolves with the first log line matching. */
+  waitLine(pred: (l: Record<string, unknown>) => boolean, limitMs?: number): Promise<Record<string, unknown>>;
+  exit: Promise<number | null>;
+}
+
+/** Runs the real `circuit-proxy` bin as a child process, parsing its JSON log lines. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Cli {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Array<Record<string, unknown>> = [];
+  const bus = new EventEmitter();
+  let buf = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        lines.push(parsed);
+        bus.emit('line', parsed);
+      } catch {
+        /* not a log line */
+      }
+    }
+  });
+  const cli: Cli = {
+    child,
+    lines,
+    stderr: '',
+    exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
+    waitLine(pred, limitMs = 10_000) {
+      const found = lines.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no matching log line; stderr: ${cli.stderr}`)), limitMs);
+        const on = (l: Record<string, unknown>): void => {
+          if (pred(l)) {
+            clearTimeout(t);
+            bus.off('line', on);
+            resolve(l);
+          }
+        };
+        bus.on('line', on);
+        void cli.exit.then(() => {
+          clearTimeout(t);
+          reject(new Error(`exited before the line; stderr: ${cli.stderr}`));
+        });
+      });
+    },
+  };
+  child.stderr!.on('data', (d: Buffer) => (cli.stderr += d.toString()));
+  return cli;
+}
+
+/** Runs the bin to completion. */
+export async function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}

@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { classifyUpstreamError, statusForFailure } from '../../src/proxy/failure.js';
+
+const err = (code: string, syscall?: string, message = code): NodeJS.ErrnoException => Object.assign(new Error(message), { code, syscall });
+
+describe('failure mapping', () => {
+  const table: Array<[NodeJS.ErrnoException, boolean, string, string]> = [
+    [err('ECONNREFUSED', 'connect'), false, 'connect', 'connect ECONNREFUSED'],
+    [err('ENOTFOUND', 'getaddrinfo'), false, 'connect', 'dns ENOTFOUND'],
+    [err('EAI_AGAIN', 'getaddrinfo'), false, 'connect', 'dns EAI_AGAIN'],
+    [err('EHOSTUNREACH', 'connect'), false, 'connect', 'connect EHOSTUNREACH'],
+    [err('ECONNRESET'), false, 'connect', 'connect ECONNRESET'],
+    [err('ECONNRESET', undefined, 'socket hang up'), true, 'reset', 'connection reset before response (ECONNRESET)'],
+    [err('EPIPE'), true, 'reset', 'connection reset before response (EPIPE)'],
+    [err('DEPTH_ZERO_SELF_SIGNED_CERT'), true, 'connect', 'tls DEPTH_ZERO_SELF_SIGNED_CERT'],
+    [err('ERR_TLS_CERT_ALTNAME_INVALID'), true, 'connect', 'tls ERR_TLS_CERT_ALTNAME_INVALID'],
+  ];
+  for (const [e, connected, reason, cause] of table) {
+    test(`${e.code} (connected=${connected}) -> ${reason}`, () => {
+      assert.deepEqual(classifyUpstreamError(e, connected), { reason, cause });
+    });
+  }
+  test('status codes: open 503, timeout 504, connect/reset 502', () => {
+    assert.equal(statusForFailure('open'), 503);
+    assert.equal(statusForFailure('timeout'), 504);
+    assert.equal(statusForFailure('connect'), 502);
+    assert.equal(statusForFailure('reset'), 502);
+  });
+});

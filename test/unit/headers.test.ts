@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { acceptableRequestId, prepareRequestHeaders, responseHeaders } from '../../src/proxy/headers.js';
+
+describe('request headers', () => {
+  test('hop-by-hop and Connection-named headers are removed; framing is kept', () => {
+    const h: Record<string, any> = {
+      host: 'localhost:8080',
+      connection: 'keep-alive, x-secret, content-length, host',
+      'keep-alive': 'timeout=5',
+      'x-secret': '1',
+      te: 'trailers',
+      trailer: 'x-checksum',
+      upgrade: 'websocket',
+      'proxy-authorization': 'Basic abc',
+      'proxy-connection': 'keep-alive',
+      expect: '100-continue',
+      'content-length': '5',
+      accept: 'application/json',
+    };
+    prepareRequestHeaders(h, 'rid-1', '127.0.0.1');
+    assert.deepEqual(h, {
+      host: 'localhost:8080',
+      'content-length': '5',
+      accept: 'application/json',
+      'x-forwarded-for': '127.0.0.1',
+      'x-forwarded-proto': 'http',
+      'x-forwarded-host': 'localhost:8080',
+      'x-request-id': 'rid-1',
+    });
+  });
+  test('a chunked request stays chunked', () => {
+    const h: Record<string, any> = { 'transfer-encoding': 'chunked' };
+    prepareRequestHeaders(h, 'r', '127.0.0.1');
+    assert.equal(h['transfer-encoding'], 'chunked');
+  });
+  test('X-Forwarded-*: loopback caller trusted, others not', () => {
+    const local: Record<string, any> = {
+      host: 'h',
+      'x-forwarded-for': '10.0.0.1',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'shop.example',
+    };
+    prepareRequestHeaders(local, 'r', '::ffff:127.0.0.1');
+    assert.deepEqual(
+      [local['x-forwarded-for'], local['x-forwarded-proto'], local['x-forwarded-host']],
+      ['10.0.0.1, 127.0.0.1', 'https', 'shop.example'],
+    );
+    const remote: Record<string, any> = {
+      host: 'h',
+      'x-forwarded-for': '1.2.3.4',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-host': 'evil',
+    };
+    prepareRequestHeaders(remote, 'r', '10.1.2.3');
+    assert.deepEqual(
+      [remote['x-forwarded-for'], remote['x-forwarded-proto'], remote['x-forwarded-host']],
+      ['1.2.3.4, 10.1.2.3', 'http', 'h'],
+    );
+  });
+  test('request ids: printable ASCII up to 200 chars kept, others replaced', () => {
+    assert.equal(acceptableRequestId('abc-123'), 'abc-123');
+    assert.equal(acceptableRequestId('a b'), undefined);
+    assert.equal(acceptableRequestId('x'.repeat(201)), undefined);
+    assert.equal(acceptableRequestId(['a', 'b']), undefined);
+    assert.equal(acceptableRequestId(undefined), undefined);
+  });
+});
+
+describe('response headers', () => {
+  test('hop-by-hop dropped, duplicates and case kept, our request id appended', () => {
+    const raw = [
+      'Content-Type',
+      'text/plain',
+      'Set-Cookie',
+      'a=1',
+      'Set-Cookie',
+      'b=2',
+      'Connection',
+      'keep-alive, X-Internal',
+      'X-Internal',
+      'x',
+      'Keep-Alive',
+      'timeout=5',
+      'Transfer-Encoding',
+      'chunked',
+      'X-Request-Id',
+      'theirs',
+      'Trailer',
+      'x-sum',
+    ];
+    assert.deepEqual(responseHeaders(raw, 'keep-alive, X-Internal', 'ours', false), [
+      'Content-Type',
+      'text/plain',
+      'Set-Cookie',
+      'a=1',
+      'Set-Cookie',
+      'b=2',
+      'x-request-id',
+      'ours',
+    ]);
+    assert.deepEqual(responseHeaders(['Trailer', 'x-sum'], undefined, 'ours', true), ['Trailer', 'x-sum', 'x-request-id', 'ours']);
+  });
+});
