@@ -144,7 +144,9 @@ export interface RequestOptions {
 /** One HTTP request on a fresh connection (no agent), resolving when the body is complete. */
 export function request(port: number, path: string, opts: RequestOptions = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
+    // Node's client sends a GET/DELETE body unframed unless Content-Length is set explicitly.
+    const headers = opts.body !== undefined && !opts.headers?.['transfer-encoding'] ? { 'content-length': String(Buffer.byteLength(opts.body)), ...opts.headers } : opts.headers;
+    const req = httpRequest({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>
