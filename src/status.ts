@@ -60,7 +60,8 @@ export async function status(opts: StatusOptions): Promise<number> {
 }
 
 function ago(now: number, iso: string): string {
-  return `${formatDuration(Math.max(0, Math.round((now - Date.parse(iso)) / 1000) * 1000))} ago`;
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  return s < 60 ? `${s}s ago` : `${formatDuration(s * 1000)} ago`;
 }
 
 /** Sums `proxy_requests_total` and reads `circuit_breaker_rejected_total` per service. */

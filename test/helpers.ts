@@ -30,7 +30,7 @@ export interface Upstream {
   requests: number;
   /** Currently open sockets. */
   readonly sockets: Set<Socket>;
-  /** Emits `request` for each request received (after counting). */
+  /** Emits `request` (req, res) for each request received, before the handler runs. */
   readonly events: EventEmitter;
   close(): Promise<void>;
 }
@@ -44,7 +44,7 @@ export async function startUpstream(handler: Handler): Promise<Upstream> {
   const up: Upstream = {
     server: createServer((req, res) => {
       up.requests += 1;
-      events.emit('request', req);
+      events.emit('request', req, res);
       handler(req, res);
     }),
     port: 0,
@@ -145,7 +145,10 @@ export interface RequestOptions {
 export function request(port: number, path: string, opts: RequestOptions = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     // Node's client sends a GET/DELETE body unframed unless Content-Length is set explicitly.
-    const headers = opts.body !== undefined && !opts.headers?.['transfer-encoding'] ? { 'content-length': String(Buffer.byteLength(opts.body)), ...opts.headers } : opts.headers;
+    const headers =
+      opts.body !== undefined && !opts.headers?.['transfer-encoding']
+        ? { 'content-length': String(Buffer.byteLength(opts.body)), ...opts.headers }
+        : opts.headers;
     const req = httpRequest({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type ServerResponse } from 'node:http';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { json, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
@@ -79,7 +79,13 @@ describe('breaker semantics (SPEC §3), real sockets', () => {
       assert.equal(r.status, 503);
       assert.equal(r.headers['content-type'], 'application/problem+json');
       assert.equal(r.headers['retry-after'], '1');
-      assert.deepEqual(json(r), { type: 'about:blank', title: 'Circuit open', status: 503, detail: 'Circuit open for product', service: 'product' });
+      assert.deepEqual(json(r), {
+        type: 'about:blank',
+        title: 'Circuit open',
+        status: 503,
+        detail: 'Circuit open for product',
+        service: 'product',
+      });
       assert.ok(r.headers['x-request-id']);
     }
     assert.equal(up.connections, connections, 'no new upstream connection while open');
@@ -153,7 +159,13 @@ describe('breaker semantics (SPEC §3), real sockets', () => {
     const r = await request(p.port, '/svc/product/slow');
     const took = Date.now() - started;
     assert.equal(r.status, 504);
-    assert.deepEqual(json(r), { type: 'about:blank', title: 'Gateway Timeout', status: 504, detail: 'product timed out after 300ms', service: 'product' });
+    assert.deepEqual(json(r), {
+      type: 'about:blank',
+      title: 'Gateway Timeout',
+      status: 504,
+      detail: 'product timed out after 300ms',
+      service: 'product',
+    });
     assert.ok(took >= 290, `took ${took}ms`);
     assert.equal(failures(), 1);
     up.mode = 'ok';
@@ -165,8 +177,8 @@ describe('breaker semantics (SPEC §3), real sockets', () => {
     await new Promise<void>((resolve, reject) => {
       const req = httpRequest({ host: '127.0.0.1', port: p.port, path: '/svc/product/abandon', agent: false });
       req.on('error', () => undefined);
-      up.events.once('request', (upReq) => {
-        upReq.on('close', () => resolve());
+      up.events.once('request', (_upReq, upRes: ServerResponse) => {
+        upRes.on('close', () => resolve());
         req.destroy();
       });
       req.end();
@@ -184,8 +196,8 @@ describe('breaker semantics (SPEC §3), real sockets', () => {
     await new Promise<void>((resolve) => {
       const req = httpRequest({ host: '127.0.0.1', port: p.port, path: '/svc/product/trial', agent: false });
       req.on('error', () => undefined);
-      up.events.once('request', (upReq) => {
-        upReq.on('close', () => resolve());
+      up.events.once('request', (_upReq, upRes: ServerResponse) => {
+        upRes.on('close', () => resolve());
         req.destroy();
       });
       req.end();
@@ -226,7 +238,13 @@ describe('unreachable upstream', () => {
     for (let i = 0; i < 3; i++) {
       const r = await request(p.port, '/svc/product/products/1/stock?quantity=2');
       assert.equal(r.status, 502);
-      assert.deepEqual(json(r), { type: 'about:blank', title: 'Bad Gateway', status: 502, detail: 'product unreachable: connect ECONNREFUSED', service: 'product' });
+      assert.deepEqual(json(r), {
+        type: 'about:blank',
+        title: 'Bad Gateway',
+        status: 502,
+        detail: 'product unreachable: connect ECONNREFUSED',
+        service: 'product',
+      });
     }
     const r = await request(p.port, '/svc/product/products/1/stock?quantity=2');
     assert.equal(r.status, 503);

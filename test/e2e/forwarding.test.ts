@@ -9,7 +9,14 @@ function echo(): Promise<Upstream> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const body = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(chunks).toString(), trailers: req.trailers });
+      const body = JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        body: Buffer.concat(chunks).toString(),
+        trailers: req.trailers,
+      });
       res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'echo' });
       res.end(req.method === 'HEAD' ? undefined : body);
     });
@@ -58,11 +65,21 @@ describe('forwarding (SPEC §2)', () => {
   test('a chunked request body (DELETE too) keeps its framing', async () => {
     for (const method of ['POST', 'DELETE']) {
       const body = await new Promise<string>((resolve, reject) => {
-        const req = httpRequest({ host: '127.0.0.1', port: p.port, path: '/svc/product/chunked', method, agent: false, headers: { 'transfer-encoding': 'chunked' } }, (res) => {
-          let b = '';
-          res.on('data', (c) => (b += c));
-          res.on('end', () => resolve(b));
-        });
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port: p.port,
+            path: '/svc/product/chunked',
+            method,
+            agent: false,
+            headers: { 'transfer-encoding': 'chunked' },
+          },
+          (res) => {
+            let b = '';
+            res.on('data', (c) => (b += c));
+            res.on('end', () => resolve(b));
+          },
+        );
         req.on('error', reject);
         req.write('part1-');
         setImmediate(() => req.end('part2'));
@@ -90,7 +107,15 @@ describe('forwarding (SPEC §2)', () => {
 
   test('hop-by-hop request headers, and those named in Connection, are not forwarded', async () => {
     const r = await request(p.port, '/svc/product/h', {
-      headers: { connection: 'keep-alive, x-hop', 'x-hop': 'secret', 'keep-alive': 'timeout=5', te: 'trailers', upgrade: 'h2c', 'proxy-authorization': 'Basic eA==', 'x-end-to-end': 'yes' },
+      headers: {
+        connection: 'keep-alive, x-hop',
+        'x-hop': 'secret',
+        'keep-alive': 'timeout=5',
+        te: 'trailers',
+        upgrade: 'h2c',
+        'proxy-authorization': 'Basic eA==',
+        'x-end-to-end': 'yes',
+      },
     });
     const h = json(r).headers;
     for (const name of ['x-hop', 'keep-alive', 'te', 'upgrade', 'proxy-authorization']) assert.equal(h[name], undefined, name);
@@ -115,7 +140,10 @@ describe('forwarding (SPEC §2)', () => {
       const r = await rawRequest(p.port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
       assert.match(r, /^HTTP\/1\.1 400 /, path);
     }
-    const abs = await rawRequest(p.port, `GET http://127.0.0.1:${up.port}/svc/product/x HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\nConnection: close\r\n\r\n`);
+    const abs = await rawRequest(
+      p.port,
+      `GET http://127.0.0.1:${up.port}/svc/product/x HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\nConnection: close\r\n\r\n`,
+    );
     assert.match(abs, /^HTTP\/1\.1 400 /);
     const connect = await rawRequest(p.port, `CONNECT 127.0.0.1:${up.port} HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\n\r\n`);
     assert.match(connect, /^HTTP\/1\.1 400 /);
@@ -143,14 +171,17 @@ describe('response side', () => {
         return;
       }
       if (req.url === '/hop') {
-        res.writeHead(200, [
-          ['Connection', 'keep-alive, X-Internal'],
-          ['X-Internal', 'leak'],
-          ['Keep-Alive', 'timeout=5'],
-          ['Set-Cookie', 'a=1'],
-          ['Set-Cookie', 'b=2'],
-          ['Content-Length', '2'],
-        ].flat());
+        res.writeHead(
+          200,
+          [
+            ['Connection', 'keep-alive, X-Internal'],
+            ['X-Internal', 'leak'],
+            ['Keep-Alive', 'timeout=5'],
+            ['Set-Cookie', 'a=1'],
+            ['Set-Cookie', 'b=2'],
+            ['Content-Length', '2'],
+          ].flat(),
+        );
         res.end('ok');
         return;
       }

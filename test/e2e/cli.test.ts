@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { json, request, runCli, spawnCli, startUpstream } from '../helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-cli-'));
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+const listening = (l: Record<string, unknown>): boolean => typeof l.msg === 'string' && l.msg.startsWith('circuit-proxy listening');
+
+describe('CLI (SPEC §6), the real bin', () => {
+  test('--help and --version exit 0', async () => {
+    const help = await runCli(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /serve/);
+    assert.match(help.stdout, /validate/);
+    assert.match(help.stdout, /status/);
+    const serveHelp = await runCli(['serve', '--help']);
+    assert.equal(serveHelp.code, 0);
+    assert.match(serveHelp.stdout, /--admin-port/);
+    const version = await runCli(['--version']);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  });
+
+  test('bad usage exits 2', async () => {
+    assert.equal((await runCli(['--no-such-flag'])).code, 2);
+    assert.equal((await runCli(['serve', '--port', 'abc'])).code, 2);
+    assert.equal((await runCli(['serve', '--log-level', 'loud'])).code, 2);
+  });
+
+  test('validate: the sample config is valid; a bad one exits 2 naming the key path, no stack trace', async () => {
+    const ok = await runCli(['validate']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /product\s+http:\/\/product-service:8000\s+3\s+30s\s+5s/);
+    const bad = file('bad.yaml', 'services:\n  product:\n    url: http://p:8000\n    threshold: 0\n');
+    const r = await runCli(['validate', '--config', bad]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /services\.product\.threshold \(line 4\): must be an integer ≥ 1, got 0/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    const viaEnv = await runCli(['validate'], { CIRCUIT_PROXY_CONFIG: bad });
+    assert.equal(viaEnv.code, 2);
+  });
+
+  test('serve: bad config exits 2 before listening; busy port exits 1', async () => {
+    const bad = await runCli(['serve', '--config', file('bad2.yaml', 'services: {product: {url: ftp://x}}\n')]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /services\.product\.url/);
+    const blocker = createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => blocker.once('listening', r));
+    const port = (blocker.address() as { port: number }).port;
+    const busy = await runCli([
+      'serve',
+      '--config',
+      file('busy.yaml', `listen: {host: 127.0.0.1, port: ${port}}\nservices: {product: {url: "http://127.0.0.1:1"}}\n`),
+    ]);
+    blocker.close();
+    assert.equal(busy.code, 1);
+  });
+
+  test('serve with env precedence, status table, SIGHUP reload, SIGTERM drain exit 0', async () => {
+    const up = await startUpstream((req, res) => {
+      req.resume();
+      res.writeHead(200).end('ok');
+    });
+    const gone = await startUpstream(() => undefined);
+    const deadUrl = gone.url;
+    await gone.close();
+    const cfg = file(
+      'serve.yaml',
+      `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\ndefaults: {threshold: 5, cooldown: 10s}\nservices:\n  product:\n    url: \${PRODUCT_URL}\n  cart:\n    url: ${up.url}\n`,
+    );
+    const cli = spawnCli(['serve', '--config', cfg], { PRODUCT_URL: deadUrl, CB_THRESHOLD: '2', CB_COOLDOWN_SECONDS: '0.2' });
+    try {
+      const ready = await cli.waitLine(listening);
+      const port = ready.port as number;
+      const adminPort = ready.adminPort as number;
+      assert.equal((await request(port, '/svc/cart/x')).status, 200);
+      assert.equal((await request(port, '/svc/product/x')).status, 502);
+      assert.equal((await request(port, '/svc/product/x')).status, 502);
+      const open = await request(port, '/svc/product/x');
+      assert.equal(open.status, 503, 'env CB_THRESHOLD=2 beat YAML defaults.threshold=5');
+      assert.equal(json(open).detail, 'Circuit open for product');
+      const line = await cli.waitLine((l) => l.msg === 'Circuit open for product');
+      assert.equal(line.service, 'product');
+      assert.equal(line.to, 'open');
+
+      // Hold it open (the 200 ms cooldown is shorter than spawning `status`).
+      assert.equal((await request(adminPort, '/breakers/product/open', { method: 'POST' })).status, 200);
+      const status = await runCli(['status', '--admin-url', `http://127.0.0.1:${adminPort}`]);
+      assert.equal(status.code, 3, 'a circuit is open');
+      assert.match(status.stdout, /SERVICE\s+STATE\s+FAILURES\s+NEXT PROBE IN\s+REQUESTS\s+REJECTED/);
+      assert.match(status.stdout, /product\s+open \(forced\)\s+2\/2\s+forced\s+3\s+1\s+/);
+      assert.match(status.stdout, /cart\s+closed\s+0\/2\s+-\s+1\s+0/);
+      const asJson = await runCli(['status', '--json', '--admin-url', `http://127.0.0.1:${adminPort}`]);
+      assert.equal(JSON.parse(asJson.stdout).breakers[1].name, 'cart');
+
+      // Reload: product now points at the live upstream (changed -> fresh breaker), cart unchanged.
+      writeFileSync(
+        cfg,
+        `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${up.url}\n  cart:\n    url: ${up.url}\n  order:\n    url: ${up.url}\n`,
+      );
+      cli.child.kill('SIGHUP');
+      const reloaded = await cli.waitLine((l) => l.msg === 'config reloaded');
+      assert.deepEqual(reloaded.changed, ['product']);
+      assert.deepEqual(reloaded.added, ['order']);
+      assert.deepEqual(reloaded.unchanged, ['cart']);
+      assert.equal((await request(port, '/svc/order/x')).status, 200);
+      const closed = await runCli(['status', '--admin-url', `http://127.0.0.1:${adminPort}`]);
+      assert.equal(closed.code, 0, closed.stdout);
+
+      writeFileSync(cfg, 'services: {product: {url: nope}}\n');
+      cli.child.kill('SIGHUP');
+      const rejected = await cli.waitLine((l) => typeof l.msg === 'string' && l.msg.startsWith('config reload rejected'));
+      assert.match(String(rejected.msg), /services\.product\.url/);
+      assert.equal((await request(port, '/svc/order/x')).status, 200, 'old config keeps serving');
+
+      cli.child.kill('SIGTERM');
+      assert.equal(await cli.exit, 0);
+    } finally {
+      cli.child.kill('SIGKILL');
+      await up.close();
+    }
+  });
+
+  test('status exits 1 when the admin listener is unreachable', async () => {
+    const r = await runCli(['status', '--admin-url', 'http://127.0.0.1:1']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot read breakers/);
+  });
+});
