@@ -1,0 +1,95 @@
+/**
+ * `npm run demo`: the whole reference system as local processes, no Docker.
+ * - six demo upstreams on 127.0.0.1:8001-8006,
+ * - circuit-proxy (the real CLI, config/proxy.yaml) on :8080, admin on :9901,
+ * - make-order on :8000, calling its dependencies through the proxy,
+ * - a control endpoint on :8099 to take a service down and bring it back.
+ * Ctrl-C stops everything.
+ */
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { createMakeOrder } from '../make-order/app.js';
+import { DemoService, SERVICE_NAMES, type ServiceName } from './services.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const BASE = Number(process.env.DEMO_BASE_PORT ?? 8001);
+const CONTROL = Number(process.env.DEMO_CONTROL_PORT ?? 8099);
+const ORDER_PORT = Number(process.env.DEMO_MAKE_ORDER_PORT ?? 8000);
+const cooldown = process.env.CB_COOLDOWN_SECONDS ?? '10';
+
+const services = new Map<ServiceName, DemoService>(SERVICE_NAMES.map((name, i) => [name, new DemoService(name, BASE + i)]));
+for (const s of services.values()) await s.start();
+
+const env: NodeJS.ProcessEnv = { ...process.env, CB_COOLDOWN_SECONDS: cooldown };
+for (const [name, s] of services) env[`${name.toUpperCase()}_URL`] = `http://127.0.0.1:${s.port}`;
+const proxy = spawn(
+  process.execPath,
+  [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', `${ROOT}config/proxy.yaml`, ...process.argv.slice(2)],
+  { env, stdio: 'inherit', detached: true },
+); // own process group: Ctrl-C reaches only us, we forward one SIGTERM
+
+const makeOrder = createMakeOrder('http://127.0.0.1:8080');
+makeOrder.listen(ORDER_PORT, '127.0.0.1');
+
+const control = createServer((req, res) => {
+  const m = /^\/services\/([a-z]+)\/(down|up)$/.exec(req.url ?? '');
+  const svc = m ? services.get(m[1] as ServiceName) : undefined;
+  if (req.method === 'POST' && m && svc) {
+    void (m[2] === 'down' ? svc.stop() : svc.start()).then(() => {
+      process.stdout.write(`\n>>> demo: ${svc.name}-service is now ${svc.up ? 'UP' : 'DOWN'}\n\n`);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ service: svc.name, up: svc.up }) + '\n');
+    });
+    return;
+  }
+  res
+    .writeHead(200, { 'content-type': 'application/json' })
+    .end(JSON.stringify([...services.values()].map((s) => ({ service: s.name, up: s.up, port: s.port }))) + '\n');
+});
+control.listen(CONTROL, '127.0.0.1');
+
+process.stdout.write(`
+circuit-proxy demo
+  proxy       http://localhost:8080/svc/<name>/...   (admin http://localhost:9901)
+  upstreams   ${[...services.values()].map((s) => `${s.name}:${s.port}`).join('  ')}
+  make-order  http://localhost:${ORDER_PORT}/ordering
+  breaker     threshold ${process.env.CB_THRESHOLD ?? '3'}, cooldown ${cooldown}s (CB_THRESHOLD / CB_COOLDOWN_SECONDS)
+
+Try, in another terminal:
+  curl -s localhost:8080/svc/product/products/1/stock?quantity=2
+  curl -s -H 'Authorization: Bearer demo-token' localhost:8080/svc/auth/auth/validate
+  curl -s -X POST localhost:${ORDER_PORT}/ordering -H 'Authorization: Bearer demo-token' -H 'content-type: application/json' \\
+       -d '{"items":[{"productId":"1","quantity":2}]}'
+
+Take product down and watch the circuit open (3 x 502, then 503 with Retry-After):
+  curl -s -X POST localhost:${CONTROL}/services/product/down
+  for i in 1 2 3 4 5; do curl -s -i localhost:8080/svc/product/products/1/stock?quantity=2 | grep -iE '^HTTP|retry-after|detail'; done
+  npx circuit-proxy status              # breaker table (exit 3 while a circuit is open)
+  curl -s localhost:9901/breakers/product
+  curl -s localhost:9901/metrics | grep '^circuit_breaker_state'
+
+Bring it back; after the cooldown (${cooldown}s) one trial request closes the circuit:
+  curl -s -X POST localhost:${CONTROL}/services/product/up
+  sleep ${cooldown}; curl -s -i localhost:8080/svc/product/products/1/stock?quantity=2
+
+Ctrl-C stops everything.
+
+`);
+
+let stopping = false;
+const stop = (): void => {
+  if (stopping) process.exit(1);
+  stopping = true;
+  proxy.kill('SIGTERM');
+  control.close();
+  makeOrder.close();
+  makeOrder.closeAllConnections();
+  void Promise.all([...services.values()].map((s) => s.stop())).then(() => undefined);
+};
+proxy.on('exit', (code) => {
+  if (!stopping) process.stderr.write(`circuit-proxy exited with ${code}\n`);
+  stop();
+  setTimeout(() => process.exit(code ?? 0), 100).unref();
+});
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);

@@ -1,0 +1,190 @@
+/**
+ * The six demo upstreams of the reference order system, each a small in-memory HTTP service with
+ * realistic endpoints. Used by `npm run demo`, `npm run scenarios`, the docker-compose demo
+ * (`node dist/examples/demo/service.js <name>`) and tests.
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export const SERVICE_NAMES = ['auth', 'customer', 'product', 'order', 'cart', 'notification'] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+type Params = Record<string, string>;
+type Route = [method: string, pattern: RegExp, handler: (p: Params, req: IncomingMessage, body: any, res: ServerResponse) => void];
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function routesFor(name: ServiceName): Route[] {
+  const products = new Map<string, { id: string; name: string; price: number; stock: number }>([
+    ['1', { id: '1', name: 'Espresso beans 1kg', price: 24.5, stock: 40 }],
+    ['2', { id: '2', name: 'Milk frother', price: 39.9, stock: 5 }],
+    ['3', { id: '3', name: 'Ceramic cup', price: 9.0, stock: 0 }],
+  ]);
+  const orders = new Map<string, unknown>();
+  const carts = new Map<string, unknown[]>([['42', [{ productId: '1', quantity: 2 }]]]);
+  switch (name) {
+    case 'auth':
+      return [
+        [
+          'GET',
+          /^\/auth\/validate$/,
+          (_p, req, _b, res) => {
+            const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+            if (token === 'demo-token') send(res, 200, { valid: true, userId: '42', scopes: ['orders:write'] });
+            else send(res, 401, { valid: false, error: 'invalid or missing token' });
+          },
+        ],
+      ];
+    case 'customer':
+      return [
+        [
+          'GET',
+          /^\/customers\/(?<id>[^/]+)$/,
+          (p, _r, _b, res) =>
+            p.id === '42'
+              ? send(res, 200, { id: '42', name: 'Ada Lovelace', email: 'ada@example.com', tier: 'gold' })
+              : send(res, 404, { error: `no customer ${p.id}` }),
+        ],
+      ];
+    case 'product':
+      return [
+        ['GET', /^\/products$/, (_p, _r, _b, res) => send(res, 200, [...products.values()])],
+        [
+          'GET',
+          /^\/products\/(?<id>[^/]+)$/,
+          (p, _r, _b, res) => (products.has(p.id!) ? send(res, 200, products.get(p.id!)) : send(res, 404, { error: `no product ${p.id}` })),
+        ],
+        [
+          'GET',
+          /^\/products\/(?<id>[^/]+)\/stock$/,
+          (p, req, _b, res) => {
+            const product = products.get(p.id!);
+            if (!product) return send(res, 404, { error: `no product ${p.id}` });
+            const quantity = Number(new URL(req.url!, 'http://x').searchParams.get('quantity') ?? '1');
+            send(res, 200, { productId: product.id, requested: quantity, inStock: product.stock, available: product.stock >= quantity });
+          },
+        ],
+        [
+          'PUT',
+          /^\/products\/(?<id>[^/]+)\/stock$/,
+          (p, _r, body, res) => {
+            const product = products.get(p.id!);
+            if (!product) return send(res, 404, { error: `no product ${p.id}` });
+            const delta = Number(body?.decrement ?? 0);
+            if (!(delta > 0) || delta > product.stock) return send(res, 409, { error: 'insufficient stock', inStock: product.stock });
+            product.stock -= delta;
+            send(res, 200, { productId: product.id, inStock: product.stock });
+          },
+        ],
+      ];
+    case 'order':
+      return [
+        [
+          'POST',
+          /^\/orders$/,
+          (_p, _r, body, res) => {
+            const id = `ord-${orders.size + 1001}`;
+            const order = {
+              id,
+              customerId: body?.customerId,
+              items: body?.items ?? [],
+              status: 'created',
+              createdAt: new Date().toISOString(),
+            };
+            orders.set(id, order);
+            send(res, 201, order);
+          },
+        ],
+        [
+          'GET',
+          /^\/orders\/(?<id>[^/]+)$/,
+          (p, _r, _b, res) => (orders.has(p.id!) ? send(res, 200, orders.get(p.id!)) : send(res, 404, { error: `no order ${p.id}` })),
+        ],
+      ];
+    case 'cart':
+      return [
+        ['GET', /^\/carts\/(?<id>[^/]+)$/, (p, _r, _b, res) => send(res, 200, { customerId: p.id, items: carts.get(p.id!) ?? [] })],
+        [
+          'DELETE',
+          /^\/carts\/(?<id>[^/]+)$/,
+          (p, _r, _b, res) => {
+            carts.delete(p.id!);
+            res.writeHead(204).end();
+          },
+        ],
+      ];
+    case 'notification':
+      return [
+        [
+          'POST',
+          /^\/notifications$/,
+          (_p, _r, body, res) => send(res, 202, { queued: true, to: body?.to ?? null, template: body?.template ?? null }),
+        ],
+      ];
+  }
+}
+
+/** A demo service that can be taken down (stops listening: callers get ECONNREFUSED) and brought back. */
+export class DemoService {
+  readonly name: ServiceName;
+  private server: Server | undefined;
+  private readonly routes: Route[];
+  port: number;
+  private readonly host: string;
+
+  constructor(name: ServiceName, port = 0, host = '127.0.0.1') {
+    this.name = name;
+    this.port = port;
+    this.host = host;
+    this.routes = routesFor(name);
+  }
+
+  get up(): boolean {
+    return this.server !== undefined;
+  }
+
+  async start(): Promise<number> {
+    if (this.server) return this.port;
+    const server = createServer((req, res) => this.handle(req, res));
+    server.keepAliveTimeout = 5000;
+    server.listen(this.port, this.host);
+    await once(server, 'listening');
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+    return this.port;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    let raw = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (raw += c));
+    req.on('end', () => {
+      const path = (req.url ?? '/').split('?')[0]!;
+      if (path === '/health') return send(res, 200, { service: this.name, status: 'ok' });
+      let body: unknown;
+      try {
+        body = raw ? JSON.parse(raw) : undefined;
+      } catch {
+        return send(res, 400, { error: 'invalid JSON body' });
+      }
+      for (const [method, pattern, handler] of this.routes) {
+        const m = pattern.exec(path);
+        if (m && req.method === method) return handler({ ...m.groups }, req, body, res);
+      }
+      send(res, 404, { error: `${this.name}: no route for ${req.method} ${path}` });
+    });
+  }
+}
