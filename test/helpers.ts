@@ -13,7 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/load.js';
-import { createLogger } from '../src/log.js';
+import { createLogger, type Logger } from '../src/log.js';
 import { CircuitProxy, type ProxyOptions } from '../src/server.js';
 import type { BreakerState } from '../src/breaker/index.js';
 
@@ -95,6 +95,7 @@ export interface RunningProxy {
   readonly port: number;
   readonly adminPort: number;
   readonly logs: LogSink;
+  readonly log: Logger;
   close(): Promise<void>;
   /** Resolves at the next transition of `service` into `to`. */
   nextState(service: string, to: BreakerState): Promise<void>;
@@ -105,13 +106,15 @@ export async function startProxy(yaml: string, opts: ProxyOptions & { env?: Node
   const full = `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
   const config = parseConfig(full, opts.env ?? {});
   const logs = new LogSink();
-  const proxy = new CircuitProxy(config, { defaultMetrics: false, ...opts, log: createLogger({ level: 'debug', stream: logs }) });
+  const log = createLogger({ level: 'debug', stream: logs });
+  const proxy = new CircuitProxy(config, { defaultMetrics: false, ...opts, log });
   const { port, adminPort } = await proxy.listen();
   return {
     proxy,
     port,
     adminPort,
     logs,
+    log,
     close: () => proxy.close(200),
     nextState: (service, to) =>
       new Promise((resolve) => {

@@ -163,3 +163,55 @@ describe('admin token', () => {
     await up.close();
   });
 });
+
+describe('reload and logs', () => {
+  test('a service removed by a reload disappears from /metrics and /breakers; unchanged ones keep state', async () => {
+    const up = await startUpstream((req, res) => {
+      req.resume();
+      res.writeHead(500).end();
+    });
+    const yaml = (extra: string): string =>
+      `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\ndefaults: { threshold: 1, cooldown: 10s }\nservices:\n  product:\n    url: ${up.url}\n${extra}`;
+    const p = await startProxy(
+      `defaults: { threshold: 1, cooldown: 10s }\nservices:\n  product:\n    url: ${up.url}\n  cart:\n    url: ${up.url}\n`,
+    );
+    await request(p.port, '/svc/product/x');
+    assert.equal(p.proxy.registry.get('product')!.state, 'open');
+    const { parseConfig } = await import('../../src/config/load.js');
+    const result = p.proxy.reload(parseConfig(yaml(''), {}));
+    assert.deepEqual(result, { added: [], changed: [], removed: ['cart'], unchanged: ['product'] });
+    assert.equal(p.proxy.registry.get('product')!.state, 'open', 'unchanged service keeps its state');
+    const m = await scrape(p);
+    assert.equal(
+      m.samples.some((s) => s.labels.service === 'cart'),
+      false,
+    );
+    assert.equal(value(m, 'circuit_breaker_open_total', { service: 'product' }), 1, 'and its counters');
+    assert.equal((await request(p.adminPort, '/breakers/cart')).status, 404);
+    assert.equal((await request(p.port, '/svc/cart/x')).status, 404);
+    await p.close();
+    await up.close();
+  });
+
+  test('--access-log lines; authorization and cookie values are never logged', async () => {
+    const up = await startUpstream((req, res) => {
+      req.resume();
+      res.writeHead(200).end();
+    });
+    const p = await startProxy(`services:\n  product:\n    url: ${up.url}\n`, { accessLog: true });
+    await request(p.port, '/svc/product/x?q=1', { headers: { authorization: 'Bearer top-secret', cookie: 'session=also-secret' } });
+    const line = p.logs.find((l) => l.msg === 'request')[0]!;
+    assert.equal(line.service, 'product');
+    assert.equal(line.status, 200);
+    assert.equal(line.method, 'GET');
+    assert.equal(line.path, '/svc/product/x?q=1');
+    assert.equal(line.outcome, 'success');
+    assert.ok(typeof line.requestId === 'string');
+    p.log.info({ req: { headers: { authorization: 'Bearer top-secret', cookie: 'session=also-secret' } } }, 'probe');
+    const all = JSON.stringify(p.logs.lines);
+    assert.equal(all.includes('top-secret'), false);
+    assert.equal(all.includes('also-secret'), false);
+    await p.close();
+    await up.close();
+  });
+});
