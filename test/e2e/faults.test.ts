@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { request as httpRequest } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { json, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+
+/** Requests to `/held` wait here until the test releases them. */
+const held: Array<() => void> = [];
+
+/** Fault injection against a real upstream whose behaviour is chosen by path. */
+async function faulty(): Promise<Upstream> {
+  return startUpstream((req, res) => {
+    req.resume();
+    const path = req.url ?? '';
+    if (path.startsWith('/ok')) return void res.end('ok');
+    if (path.startsWith('/held')) return void held.push(() => res.end('ok'));
+    if (path.startsWith('/503')) return void res.writeHead(503, { 'retry-after': '7' }).end('busy');
+    if (path.startsWith('/reset-before-headers')) return void req.socket.destroy();
+    if (path.startsWith('/reset-mid-chunked')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('part');
+      return void setImmediate(() => req.socket.destroy());
+    }
+    if (path.startsWith('/reset-mid-length')) {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('part');
+      return void setImmediate(() => req.socket.destroy());
+    }
+    if (path.startsWith('/trickle')) {
+      // 6 chunks, 80 ms apart: 480 ms in all, well past the 200 ms header timeout.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      let n = 0;
+      const t = setInterval(() => {
+        res.write(`chunk${n}\n`);
+        if (++n === 6) {
+          clearInterval(t);
+          res.end();
+        }
+      }, 80);
+      return;
+    }
+    if (path.startsWith('/stall')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first');
+      return; // never more
+    }
+    if (path.startsWith('/hang')) return;
+    res.writeHead(404).end();
+  });
+}
+
+describe('fault injection', () => {
+  let up: Upstream;
+  let p: RunningProxy;
+  before(async () => {
+    up = await faulty();
+    p = await startProxy(
+      `defaults: { threshold: 3, cooldown: 150ms, timeout: 200ms, bodyIdleTimeout: 300ms }\nservices:\n  product:\n    url: ${up.url}\n`,
+    );
+  });
+  after(async () => {
+    await p.close();
+    await up.close();
+  });
+  const b = () => p.proxy.registry.get('product')!;
+  const reset = () => b().forceClose('test');
+
+  test('accepts then resets before headers -> 502 reset', async () => {
+    reset();
+    const r = await request(p.port, '/svc/product/reset-before-headers');
+    assert.equal(r.status, 502);
+    assert.match(json(r).detail, /^product unreachable: connection reset before response/);
+    assert.equal(b().consecutiveFailures, 1);
+  });
+
+  for (const kind of ['chunked', 'length']) {
+    test(`resets mid-body (${kind}) -> the client is cut, failure counted`, async () => {
+      reset();
+      await assert.rejects(request(p.port, `/svc/product/reset-mid-${kind}`));
+      assert.equal(b().consecutiveFailures, 1);
+    });
+  }
+
+  test('hangs without headers -> 504 at timeout', async () => {
+    reset();
+    const r = await request(p.port, '/svc/product/hang');
+    assert.equal(r.status, 504);
+    assert.equal(json(r).detail, 'product timed out after 200ms');
+  });
+
+  test('a body trickling slowly is not cut by the header timeout', async () => {
+    reset();
+    const r = await request(p.port, '/svc/product/trickle');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'chunk0\nchunk1\nchunk2\nchunk3\nchunk4\nchunk5\n');
+    assert.equal(b().consecutiveFailures, 0);
+  });
+
+  test('a body that stalls longer than bodyIdleTimeout ends the exchange (reset)', async () => {
+    reset();
+    const started = Date.now();
+    await assert.rejects(request(p.port, '/svc/product/stall'));
+    assert.ok(Date.now() - started >= 290, 'not before the idle timeout');
+    assert.equal(b().consecutiveFailures, 1);
+    assert.ok(p.logs.find((l) => typeof l.msg === 'string' && l.msg.includes('response body stalled for 300ms')).length >= 1);
+  });
+
+  test('a 5xx burst: passed through until the circuit opens, then 503 problem', async () => {
+    reset();
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await request(p.port, '/svc/product/503')).status);
+    assert.deepEqual(statuses, [503, 503, 503, 503, 503, 503]);
+    assert.equal(b().state, 'open');
+    const r = await request(p.port, '/svc/product/503');
+    assert.equal(r.headers['content-type'], 'application/problem+json', 'now the proxy answers, not the upstream');
+  });
+
+  test('200 concurrent requests at the moment of HALF_OPEN: exactly one upstream request', async () => {
+    reset();
+    for (let i = 0; i < 3; i++) await request(p.port, '/svc/product/503');
+    await p.nextState('product', 'half_open');
+    const before = up.requests;
+    let rejected = 0;
+    let allRejected!: () => void;
+    const done = new Promise<void>((r) => (allRejected = r));
+    const all = Array.from({ length: 200 }, () =>
+      request(p.port, '/svc/product/held').then((r) => {
+        if (r.status === 503 && ++rejected === 199) allRejected();
+        return r;
+      }),
+    );
+    await done; // the trial is held upstream while the 199 others are answered
+    assert.equal(up.requests - before, 1);
+    held.splice(0).forEach((release) => release());
+    const results = await Promise.all(all);
+    assert.equal(results.filter((r) => r.status === 200).length, 1);
+    assert.equal(results.filter((r) => r.status === 503).length, 199);
+    assert.equal(b().state, 'closed');
+  });
+
+  test('a flapping upstream: every request is answered (200/502/503), the breaker opens and recovers', async () => {
+    const flap = await startUpstream((req, res) => {
+      req.resume();
+      res.end('ok');
+    });
+    const port = flap.port;
+    const p2 = await startProxy(
+      `defaults: { threshold: 2, cooldown: 100ms, timeout: 500ms }\nservices:\n  product:\n    url: ${flap.url}\n`,
+    );
+    const seen = new Set<number>();
+    const transitions: string[] = [];
+    p2.proxy.registry.on('transition', (t) => transitions.push(t.to));
+    let down = false;
+    // Bounded: 8 phases of 150 ms, alternating down/up.
+    for (let phase = 0; phase < 8; phase++) {
+      if (down) {
+        flap.server.listen(port, '127.0.0.1');
+        await once(flap.server, 'listening');
+      } else {
+        flap.server.closeAllConnections();
+        await new Promise<void>((r) => flap.server.close(() => r()));
+      }
+      down = !down;
+      const until = Date.now() + 150;
+      while (Date.now() < until) {
+        const r = await request(p2.port, '/svc/product/x');
+        seen.add(r.status);
+        assert.ok([200, 502, 503].includes(r.status), String(r.status));
+      }
+    }
+    assert.ok(seen.has(200) && seen.has(502) && seen.has(503), [...seen].join(','));
+    assert.ok(transitions.includes('open') && transitions.includes('half_open') && transitions.includes('closed'), transitions.join(','));
+    await p2.close();
+    await flap.close();
+  });
+});
+
+describe('no leaks', () => {
+  test('10,000 mixed-fault requests: sockets return to baseline, no uncaught errors', async () => {
+    const up = await faulty();
+    const gone = await startUpstream(() => undefined);
+    const goneUrl = gone.url;
+    await gone.close();
+    const p = await startProxy(
+      `defaults: { threshold: 5, cooldown: 100ms, timeout: 300ms }\nservices:\n  product:\n    url: ${up.url}\n  dead:\n    url: ${goneUrl}\n`,
+    );
+    let uncaught = 0;
+    const onErr = (): void => void uncaught++;
+    process.on('uncaughtException', onErr);
+    process.on('unhandledRejection', onErr);
+    const sockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+    const baseline = sockets();
+    const paths = [
+      '/svc/product/ok',
+      '/svc/product/503',
+      '/svc/product/reset-before-headers',
+      '/svc/product/reset-mid-chunked',
+      '/svc/dead/x',
+      '/svc/nope/x',
+      '/svc/product/../x',
+      'abort',
+    ];
+    let next = 0;
+    const statuses = new Map<string, number>();
+    const worker = async (): Promise<void> => {
+      while (next < 10_000) {
+        const path = paths[next++ % paths.length]!;
+        if (path === 'abort') {
+          await new Promise<void>((resolve) => {
+            const req = httpRequest({ host: '127.0.0.1', port: p.port, path: '/svc/product/hang', agent: false });
+            req.on('error', () => resolve());
+            req.on('close', () => resolve());
+            req.end();
+            setImmediate(() => req.destroy());
+          });
+          continue;
+        }
+        const r = await request(p.port, path).then(
+          (x) => String(x.status),
+          () => 'cut',
+        );
+        statuses.set(r, (statuses.get(r) ?? 0) + 1);
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    await p.close();
+    await up.close();
+    process.off('uncaughtException', onErr);
+    process.off('unhandledRejection', onErr);
+    assert.equal(uncaught, 0);
+    assert.ok(
+      statuses.get('200')! > 0 && statuses.get('502')! > 0 && statuses.get('404')! > 0 && statuses.get('400')! > 0,
+      JSON.stringify([...statuses]),
+    );
+    // Sockets close asynchronously after their last byte; wait for them (bounded).
+    const start = Date.now();
+    while (sockets() > baseline && Date.now() - start < 5000) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(sockets() <= baseline, `sockets ${sockets()} > baseline ${baseline}`);
+  });
+});

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { rawRequest, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+
+/** Hostile request targets and headers (SPEC §2): a clear 4xx, nothing forwarded, the proxy lives. */
+describe('hostile input', () => {
+  let up: Upstream;
+  let p: RunningProxy;
+  before(async () => {
+    up = await startUpstream((req, res) => {
+      req.resume();
+      res.end('upstream');
+    });
+    p = await startProxy(`services:\n  product:\n    url: ${up.url}/base\n`);
+  });
+  after(async () => {
+    await p.close();
+    await up.close();
+  });
+
+  const send = (target: string, extra = '', method = 'GET'): Promise<string> =>
+    rawRequest(p.port, `${method} ${target} HTTP/1.1\r\nHost: localhost\r\n${extra}Connection: close\r\n\r\n`);
+
+  const cases: Array<[string, string, number]> = [
+    ['dot-dot raw', '/svc/product/../../etc/passwd', 400],
+    ['dot raw', '/svc/product/./x', 400],
+    ['dot-dot encoded lower', '/svc/product/%2e%2e/x', 400],
+    ['dot-dot encoded upper', '/svc/product/%2E%2E/x', 400],
+    ['dot-dot mixed', '/svc/product/.%2E/x', 400],
+    ['dot-dot with encoded slash', '/svc/product/a%2F..%2Fb', 400],
+    ['dot-dot with backslash', '/svc/product/..\\x', 400],
+    ['dot-dot with encoded backslash', '/svc/product/%5C..%5Cx', 400],
+    ['double-encoded dot-dot', '/svc/product/%252E%252E/x', 400],
+    ['trailing dot-dot', '/svc/product/x/..', 400],
+    ['dot-dot as service', '/svc/../product/x', 400],
+    ['doubled slash before svc', '//svc/product/x', 404],
+    ['doubled slash after svc', '/svc//product/x', 404],
+    ['upper-case prefix', '/SVC/product/x', 404],
+    ['upper-case name', '/svc/PRODUCT/x', 404],
+    ['empty name', '/svc/', 404],
+    ['encoded name', '/svc/prod%75ct/x', 404],
+    ['invalid name chars', '/svc/pro$duct/x', 404],
+    ['absolute-form, other host', 'http://169.254.169.254/svc/product/x', 400],
+    ['absolute-form, the upstream itself', 'http://127.0.0.1/svc/product/x', 400],
+    ['asterisk-form', '*', 400],
+    ['long URL', `/svc/product/${'a'.repeat(9000)}`, 414],
+    ['URL beyond the header limit', `/svc/product/${'a'.repeat(17000)}`, 431],
+  ];
+  for (const [name, target, status] of cases) {
+    test(`${name} -> ${status}, nothing forwarded`, async () => {
+      const before = up.requests;
+      const r = await send(target, '', target === '*' ? 'OPTIONS' : 'GET');
+      assert.match(r, new RegExp(`^HTTP/1\\.1 ${status} `), r.slice(0, 200));
+      assert.match(r, /content-type: application\/problem\+json/i);
+      assert.equal(up.requests, before);
+    });
+  }
+
+  test('CONNECT (authority-form) -> 400, never tunnelled', async () => {
+    const before = up.connections;
+    const r = await rawRequest(p.port, `CONNECT 127.0.0.1:${up.port} HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\n\r\n`);
+    assert.match(r, /^HTTP\/1\.1 400 /);
+    assert.equal(up.connections, before);
+  });
+
+  test('oversized headers -> 431', async () => {
+    const r = await send('/svc/product/x', `X-Big: ${'b'.repeat(20_000)}\r\n`);
+    assert.match(r, /^HTTP\/1\.1 431 /);
+  });
+
+  test('header names with odd bytes -> 400', async () => {
+    for (const header of ['X-Bad\x01Name: v\r\n', 'X Space: v\r\n', 'X-Nul: a\x00b\r\n', ': empty\r\n']) {
+      const r = await send('/svc/product/x', header);
+      assert.match(r, /^HTTP\/1\.1 400 /, JSON.stringify(header));
+    }
+  });
+
+  test('a request Trailer header and TE are dropped, not fatal', async () => {
+    const r = await send('/svc/product/x', 'Trailer: Expires\r\nTE: trailers\r\n');
+    assert.match(r, /^HTTP\/1\.1 200 /);
+  });
+
+  test('the proxy is alive and forwarding after all of the above', async () => {
+    const r = await request(p.port, '/svc/product/ok');
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'upstream');
+  });
+});
