@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# circuit-proxy: multi-stage build. The runtime stage has production dependencies only,
+# runs as the unprivileged `node` user, with tini as PID 1 so SIGTERM/SIGHUP reach node.
+
+ARG NODE_IMAGE=node:24.11.1-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+COPY examples ./examples
+RUN npx tsc -p tsconfig.json
+
+FROM ${NODE_IMAGE} AS runtime
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends tini \
+  && rm -rf /var/lib/apt/lists/*
+ENV NODE_ENV=production \
+    CIRCUIT_PROXY_CONFIG=/etc/circuit-proxy/proxy.yaml
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY bin ./bin
+# The default config; mount your own at the same path.
+COPY config/proxy.yaml /etc/circuit-proxy/proxy.yaml
+USER node
+EXPOSE 8080 9901
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:9901/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# node directly under tini: npm/npx wrappers would not pass SIGTERM/SIGHUP on (SPEC §8).
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/bin/circuit-proxy.js"]
+CMD ["serve"]

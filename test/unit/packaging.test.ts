@@ -1,0 +1,168 @@
+/**
+ * Static checks for what cannot run here (no Docker engine): the Dockerfile, docker-compose.yml and
+ * the Kubernetes example must agree with the code (ports, config path, health endpoint, services).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { parse, parseAllDocuments } from 'yaml';
+import { loadConfig, parseConfig } from '../../src/config/load.js';
+import { BUILTIN } from '../../src/config/types.js';
+import { SERVICE_NAMES } from '../../examples/demo/services.js';
+import { ROOT } from '../helpers.js';
+
+const read = (p: string): string => readFileSync(`${ROOT}${p}`, 'utf8');
+const sample = loadConfig(`${ROOT}config/proxy.yaml`, {});
+const PORT = sample.listen.port;
+const ADMIN = sample.admin.port;
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+/** Dockerfile instructions, continuation lines joined, comments dropped. */
+function dockerfile(): Instruction[] {
+  const joined = read('Dockerfile')
+    .split('\n')
+    .filter((l) => !l.trimStart().startsWith('#'))
+    .join('\n')
+    .replace(/\\\n/g, ' ');
+  return joined
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((l) => {
+      const [op, ...rest] = l.split(/\s+/);
+      return { op: op!.toUpperCase(), args: rest.join(' ') };
+    });
+}
+
+describe('Dockerfile', () => {
+  const ins = dockerfile();
+  const runtime = ins.slice(ins.map((i) => i.op).lastIndexOf('FROM'));
+  test('multi-stage, pinned Node LTS base, non-root, tini as PID 1 running node directly', () => {
+    assert.ok(ins.filter((i) => i.op === 'FROM').length >= 2);
+    const arg = ins.find((i) => i.op === 'ARG' && i.args.startsWith('NODE_IMAGE='))!;
+    assert.match(arg.args, /^NODE_IMAGE=node:(2[02468])\.\d+\.\d+-(bookworm|trixie)-slim$/);
+    assert.equal(runtime.find((i) => i.op === 'USER')?.args, 'node');
+    const entry = JSON.parse(runtime.find((i) => i.op === 'ENTRYPOINT')!.args) as string[];
+    assert.deepEqual(entry.slice(0, 3), ['/usr/bin/tini', '--', 'node']);
+    // The entrypoint file exists after the build and loads the compiled CLI.
+    const file = entry[3]!.replace('/app/', '');
+    assert.ok(existsSync(`${ROOT}${file}`), file);
+    assert.match(read(file), /\.\.\/dist\/src\/cli\.js/);
+    assert.ok(existsSync(`${ROOT}dist/src/cli.js`));
+    assert.ok(
+      runtime.some((i) => i.op === 'RUN' && /npm ci --omit=dev/.test(i.args)),
+      'production dependencies only',
+    );
+  });
+  test('ports, config path and health check agree with the code', () => {
+    const exposed = runtime.filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/).map(Number));
+    assert.deepEqual(exposed.sort(), [PORT, ADMIN].sort());
+    assert.deepEqual([PORT, ADMIN], [BUILTIN.listen.port, BUILTIN.admin.port]);
+    const env = runtime
+      .filter((i) => i.op === 'ENV')
+      .map((i) => i.args)
+      .join(' ');
+    assert.match(env, /CIRCUIT_PROXY_CONFIG=\/etc\/circuit-proxy\/proxy\.yaml/);
+    assert.ok(runtime.some((i) => i.op === 'COPY' && i.args === 'config/proxy.yaml /etc/circuit-proxy/proxy.yaml'));
+    const health = runtime.find((i) => i.op === 'HEALTHCHECK')!.args;
+    assert.ok(health.includes(`http://127.0.0.1:${ADMIN}/healthz`), health);
+  });
+  test('.dockerignore keeps node_modules and dist out of the context', () => {
+    const lines = read('.dockerignore').split('\n');
+    assert.ok(lines.includes('node_modules') && lines.includes('dist'));
+  });
+});
+
+describe('docker-compose.yml', () => {
+  const compose = parse(read('docker-compose.yml')) as { services: Record<string, any> };
+  const svc = compose.services;
+  test('every service in config/proxy.yaml has a compose service at the URL host and port it defaults to', () => {
+    for (const s of sample.services.values()) {
+      const host = s.target.hostname;
+      assert.ok(svc[host], `compose service ${host} for ${s.name}`);
+      assert.equal(s.target.port, '8000');
+      assert.equal(svc[host].environment?.PORT ?? '8000', '8000');
+      assert.ok(JSON.stringify(svc[host].entrypoint).includes(`/service.js","${s.name}"`), `${host} runs the ${s.name} demo service`);
+    }
+    assert.deepEqual([...sample.services.keys()].sort(), [...SERVICE_NAMES].sort());
+  });
+  test("circuit-proxy is make-order's sidecar: shared network namespace, ports published there", () => {
+    const cp = svc['circuit-proxy'];
+    assert.equal(cp.network_mode, 'service:make-order');
+    const published = (svc['make-order'].ports as string[]).map((p) => p.split(':').map(Number));
+    assert.ok(
+      published.some(([h, c]) => h === PORT && c === PORT),
+      `publishes ${PORT}`,
+    );
+    assert.ok(
+      published.some(([h, c]) => h === ADMIN && c === ADMIN),
+      `publishes ${ADMIN}`,
+    );
+    assert.equal(svc['make-order'].environment.PROXY_URL, `http://localhost:${PORT}`);
+  });
+  test('config mounted where the image reads it; CB_* passed through from .env', () => {
+    const cp = svc['circuit-proxy'];
+    assert.ok((cp.volumes as string[]).includes('./config/proxy.yaml:/etc/circuit-proxy/proxy.yaml:ro'));
+    assert.equal(cp.environment.CB_THRESHOLD, '${CB_THRESHOLD:-3}');
+    assert.equal(cp.environment.CB_COOLDOWN_SECONDS, '${CB_COOLDOWN_SECONDS:-30}');
+    assert.match(read('.env'), /^CB_THRESHOLD=\d+$/m);
+    assert.match(read('.env'), /^CB_COOLDOWN_SECONDS=\d+$/m);
+  });
+  test('the monitoring profile scrapes the admin port', () => {
+    assert.deepEqual(svc.prometheus.profiles, ['monitoring']);
+    const prom = parse(read('examples/monitoring/prometheus.yml')) as any;
+    assert.deepEqual(prom.scrape_configs[0].static_configs[0].targets, [`make-order:${ADMIN}`]);
+  });
+  const compose1 = spawnSync('docker-compose', ['version']).status === 0;
+  test(
+    'docker-compose config -q accepts it',
+    { skip: !compose1 && 'docker-compose not installed (apt-get install docker-compose)' },
+    () => {
+      const r = spawnSync('docker-compose', ['-f', `${ROOT}docker-compose.yml`, 'config', '-q'], { encoding: 'utf8', cwd: ROOT });
+      assert.equal(r.status, 0, r.stderr);
+    },
+  );
+});
+
+describe('examples/kubernetes', () => {
+  const docs = ['deployment.yaml', 'configmap.yaml'].flatMap((f) =>
+    parseAllDocuments(read(`examples/kubernetes/${f}`)).map((d) => d.toJS() as any),
+  );
+  const deploy = docs.find((d) => d.kind === 'Deployment');
+  const cm = docs.find((d) => d.kind === 'ConfigMap');
+  const pod = deploy.spec.template.spec;
+  const sidecar = pod.initContainers.find((c: any) => c.name === 'circuit-proxy');
+  test('native sidecar with probes on the admin port and Prometheus annotations', () => {
+    assert.equal(sidecar.restartPolicy, 'Always');
+    const ports = Object.fromEntries(sidecar.ports.map((p: any) => [p.name, p.containerPort]));
+    assert.deepEqual(ports, { proxy: PORT, admin: ADMIN });
+    assert.equal(sidecar.livenessProbe.httpGet.path, '/healthz');
+    assert.equal(sidecar.readinessProbe.httpGet.path, '/readyz');
+    assert.equal(sidecar.livenessProbe.httpGet.port, 'admin');
+    assert.equal(deploy.spec.template.metadata.annotations['prometheus.io/port'], String(ADMIN));
+    assert.ok(sidecar.resources.requests.memory && sidecar.resources.limits.memory);
+    const app = pod.containers.find((c: any) => c.name === 'make-order');
+    assert.equal(app.env.find((e: any) => e.name === 'PROXY_URL').value, `http://localhost:${PORT}`);
+  });
+  test('the ConfigMap holds a valid proxy.yaml, mounted where the image reads it', () => {
+    const cfg = parseConfig(cm.data['proxy.yaml'], {});
+    assert.deepEqual([...cfg.services.keys()].sort(), [...SERVICE_NAMES].sort());
+    assert.deepEqual([cfg.listen.port, cfg.admin.port], [PORT, ADMIN]);
+    assert.equal(sidecar.volumeMounts[0].mountPath, '/etc/circuit-proxy');
+    assert.deepEqual(sidecar.args, ['serve', '--config', '/etc/circuit-proxy/proxy.yaml']);
+  });
+});
+
+const yamllint = spawnSync('yamllint', ['--version']).status === 0;
+test('yamllint accepts the YAML files', { skip: !yamllint && 'yamllint not installed (apt-get install yamllint)' }, () => {
+  const r = spawnSync(
+    'yamllint',
+    ['-c', `${ROOT}.yamllint.yaml`, '--strict', 'config', 'docker-compose.yml', 'examples', '.yamllint.yaml'],
+    { encoding: 'utf8', cwd: ROOT },
+  );
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
