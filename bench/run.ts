@@ -1,0 +1,373 @@
+/**
+ * `npm run bench`: circuit-proxy against a bare http-proxy baseline, measured in the same run.
+ *
+ * Processes: a keep-alive upstream (bench/upstream.ts), the baseline (bench/baseline.ts: bare
+ * http-proxy 1.18.1, same agent settings), and circuit-proxy (the real CLI) with two services on
+ * the same upstream: `product` (closed) and `held` (forced open through the admin API). When
+ * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1.
+ * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 10) per round,
+ * BENCH_ROUNDS (default 3) alternating rounds of baseline / closed / open. Then: RSS after 30 s at
+ * 50 connections, and a 1,000-service config (time to ready, /metrics scrape time, RSS).
+ * Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const RSS_SECONDS = Number(process.env.BENCH_RSS_SECONDS ?? 30);
+const CONNECTIONS = 50;
+const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const TASKSET = has('taskset') && cpus().length >= 2;
+const WRK = has('wrk') && process.env.BENCH_LOADGEN !== 'autocannon';
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+const children: ChildProcess[] = [];
+
+function start(core: number, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const cmd = TASKSET ? ['taskset', '-c', String(core), process.execPath, ...args] : [process.execPath, ...args];
+  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return child;
+}
+
+/** The first stdout JSON line for which `pick` returns a value. */
+function firstLine<T>(child: ChildProcess, pick: (l: any) => T | undefined): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('process did not report in 10 s')), 10_000);
+    let buf = '';
+    let done = false;
+    child.stdout!.on('data', (d: Buffer) => {
+      if (done) return;
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        let v: T | undefined;
+        try {
+          v = pick(JSON.parse(line));
+        } catch {
+          continue;
+        }
+        if (v !== undefined) {
+          done = true;
+          clearTimeout(timer);
+          resolve(v);
+          return;
+        }
+      }
+    });
+  });
+}
+
+function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime
+}
+function rssMB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Math.round(Number(m?.[1] ?? 0) / 102.4) / 10;
+}
+
+interface Load {
+  requests: number;
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  non2xx: number;
+}
+
+function parseWrkLatency(s: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(s);
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+async function load(url: string, seconds: number): Promise<Load> {
+  if (WRK) {
+    const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url];
+    const cmd = TASKSET ? ['taskset', '-c', '1', 'wrk', ...args] : ['wrk', ...args];
+    const out = await run(cmd);
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+    return {
+      requests,
+      rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
+      p50ms: parseWrkLatency(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ''),
+      p99ms: parseWrkLatency(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ''),
+      non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    };
+  }
+  const ac = `${ROOT}node_modules/autocannon/autocannon.js`;
+  const args = [ac, '-c', String(CONNECTIONS), '-d', String(seconds), '--json', url];
+  const out = await run(TASKSET ? ['taskset', '-c', '1', process.execPath, ...args] : [process.execPath, ...args]);
+  const j = JSON.parse(out.slice(out.indexOf('{'))) as any;
+  return { requests: j.requests.total, rps: j.requests.average, p50ms: j.latency.p50, p99ms: j.latency.p99, non2xx: j.non2xx };
+}
+
+function run(cmd: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    c.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd.join(' ')} exited ${code}: ${out}`))));
+  });
+}
+
+interface Measured extends Load {
+  cpuUsPerRequest: number;
+  rssMB: number;
+  upstreamConnections?: number;
+  upstreamRequests?: number;
+}
+
+/** The upstream's counters, read on a fresh connection (no keep-alive). */
+function upstreamStats(url: string): Promise<{ connections: number; requests: number }> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(JSON.parse(body) as { connections: number; requests: number }));
+    }).on('error', reject);
+  });
+}
+
+async function measure(pid: number, url: string, seconds: number, statsUrl?: string): Promise<Measured> {
+  const before = statsUrl ? await upstreamStats(statsUrl) : undefined;
+  const t0 = cpuTicks(pid);
+  const l = await load(url, seconds);
+  const cpu = ((cpuTicks(pid) - t0) / CLK_TCK) * 1e6;
+  const after = statsUrl ? await upstreamStats(statsUrl) : undefined;
+  return {
+    ...l,
+    cpuUsPerRequest: Math.round((cpu / l.requests) * 10) / 10,
+    rssMB: rssMB(pid),
+    // Each stats call is one request on a connection of its own: the second one is not the proxy's.
+    ...(before && after
+      ? { upstreamConnections: after.connections - before.connections - 1, upstreamRequests: after.requests - before.requests - 1 }
+      : {}),
+  };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function main(): Promise<void> {
+  process.stdout.write(
+    `circuit-proxy bench: ${ROUNDS} rounds x ${SECONDS}s, ${CONNECTIONS} connections, load generator ${WRK ? 'wrk' : 'autocannon'}, taskset ${TASKSET ? 'yes (proxies on core 0, upstream + load on core 1)' : 'no'}\n`,
+  );
+  const up = start(1, [`${ROOT}dist/bench/upstream.js`, '0']);
+  const upPort = await firstLine(up, (l) => l.port as number | undefined);
+  const upUrl = `http://127.0.0.1:${upPort}`;
+  const base = start(0, [`${ROOT}dist/bench/baseline.js`, '0', upUrl]);
+  const basePort = await firstLine(base, (l) => l.port as number | undefined);
+  const cfg = join(tmpdir(), `circuit-proxy-bench-${process.pid}.yaml`);
+  writeFileSync(
+    cfg,
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n`,
+  );
+  const cp = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
+  const { port, adminPort } = await firstLine(cp, (l) =>
+    String(l.msg).startsWith('circuit-proxy listening') ? { port: l.port as number, adminPort: l.adminPort as number } : undefined,
+  );
+  const forced = await fetch(`http://127.0.0.1:${adminPort}/breakers/held/open`, {
+    method: 'POST',
+    body: '{"reason":"bench: fail-fast path"}',
+  });
+  if (!forced.ok) throw new Error(`force-open failed: ${forced.status}`);
+
+  const targets = {
+    baseline: { pid: base.pid!, url: `http://127.0.0.1:${basePort}/items/1` },
+    closed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/product/items/1` },
+    open: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/held/items/1` },
+  };
+  // Warm-up (JIT, pools), not recorded.
+  for (const t of Object.values(targets)) await load(t.url, 2);
+
+  const rounds: Record<keyof typeof targets, Measured[]> = { baseline: [], closed: [], open: [] };
+  for (let r = 1; r <= ROUNDS; r++) {
+    for (const name of ['baseline', 'closed', 'open'] as const) {
+      const t = targets[name];
+      const m = await measure(t.pid, t.url, SECONDS, name === 'open' ? `${upUrl}/__stats` : undefined);
+      rounds[name].push(m);
+      process.stdout.write(
+        `round ${r} ${name.padEnd(8)} ${m.rps.toFixed(0).padStart(7)} req/s  p50 ${m.p50ms.toFixed(2)}ms  p99 ${m.p99ms.toFixed(2)}ms  ${m.cpuUsPerRequest}µs CPU/req  RSS ${m.rssMB}MB${m.upstreamConnections !== undefined ? `  upstream connections ${m.upstreamConnections}` : ''}\n`,
+      );
+    }
+  }
+  const summary = Object.fromEntries(
+    Object.entries(rounds).map(([k, ms]) => [
+      k,
+      {
+        rps: Math.round(median(ms.map((m) => m.rps))),
+        p50ms: median(ms.map((m) => m.p50ms)),
+        p99ms: median(ms.map((m) => m.p99ms)),
+        cpuUsPerRequest: median(ms.map((m) => m.cpuUsPerRequest)),
+        rssMB: median(ms.map((m) => m.rssMB)),
+      },
+    ]),
+  ) as Record<keyof typeof targets, { rps: number; p50ms: number; p99ms: number; cpuUsPerRequest: number; rssMB: number }>;
+  const openUpstreamConnections = rounds.open.reduce((a, m) => a + (m.upstreamConnections ?? 0) + (m.upstreamRequests ?? 0), 0);
+
+  process.stdout.write(`\nRSS after ${RSS_SECONDS}s at ${CONNECTIONS} connections (closed circuit)...\n`);
+  const sustained = await measure(cp.pid!, targets.closed.url, RSS_SECONDS);
+
+  for (const c of [cp, base, up]) c.kill('SIGTERM');
+
+  process.stdout.write('1,000-service config...\n');
+  const many = join(tmpdir(), `circuit-proxy-bench-1000-${process.pid}.yaml`);
+  writeFileSync(
+    many,
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n${Array.from({ length: 1000 }, (_, i) => `  svc-${i}:\n    url: http://127.0.0.1:${upPort}/s${i}\n`).join('')}`,
+  );
+  const t0 = performance.now();
+  const big = start(0, [
+    `${ROOT}bin/circuit-proxy.js`,
+    'serve',
+    '--config',
+    many,
+    '--log-level',
+    'warn',
+    '--port',
+    '0',
+    '--admin-port',
+    '0',
+  ]);
+  // --log-level warn hides the listening line: find the admin port by probing the process's sockets.
+  const bigAdmin = await adminPortOf(big.pid!);
+  const readyMs = Math.round(performance.now() - t0);
+  const scrapes: number[] = [];
+  let seriesBytes = 0;
+  for (let i = 0; i < 7; i++) {
+    const s = performance.now();
+    const text = await (await fetch(`http://127.0.0.1:${bigAdmin}/metrics`)).text();
+    scrapes.push(performance.now() - s);
+    seriesBytes = text.length;
+  }
+  const scrapeMs = Math.round(median(scrapes.slice(2)) * 10) / 10;
+  const bigRss = rssMB(big.pid!);
+  big.kill('SIGTERM');
+
+  const ratios = {
+    closedVsBaseline: Math.round((summary.closed.rps / summary.baseline.rps) * 1000) / 1000,
+    openVsClosed: Math.round((summary.open.rps / summary.closed.rps) * 100) / 100,
+  };
+  const targetsMet = {
+    'closed >= 0.95x baseline rps': ratios.closedVsBaseline >= 0.95,
+    'open >= 4x closed rps': ratios.openVsClosed >= 4,
+    'open p99 <= 3 ms': summary.open.p99ms <= 3,
+    'open: zero upstream connections and requests': openUpstreamConnections === 0,
+    [`RSS <= 100 MB after ${RSS_SECONDS}s at 50 connections`]: sustained.rssMB <= 100,
+    '1000 services: ready <= 1 s': readyMs <= 1000,
+    '1000 services: /metrics scrape <= 100 ms': scrapeMs <= 100,
+    '1000 services: RSS <= 150 MB': bigRss <= 150,
+  };
+  const result = {
+    date: new Date().toISOString(),
+    command: `BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} npm run bench`,
+    machine: {
+      cpu: cpus()[0]?.model,
+      cores: cpus().length,
+      node: process.version,
+      loadGenerator: WRK ? 'wrk -t1 -c50' : 'autocannon -c 50',
+      taskset: TASKSET,
+    },
+    rounds,
+    summary,
+    ratios,
+    openUpstreamConnections,
+    sustained: { seconds: RSS_SECONDS, rps: Math.round(sustained.rps), rssMB: sustained.rssMB },
+    thousandServices: { readyMs, scrapeMs, metricsBytes: seriesBytes, rssMB: bigRss },
+    targetsMet,
+  };
+  mkdirSync(`${ROOT}bench/results`, { recursive: true });
+  const file = `bench/results/bench-${result.date.replace(/[:.]/g, '-')}.json`;
+  writeFileSync(`${ROOT}${file}`, JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(`${ROOT}BENCHMARKS.md`, markdown(result, file));
+
+  const row = (name: string, s: (typeof summary)['closed'], ratio: string): string =>
+    `${name.padEnd(22)}${String(s.rps).padStart(8)}  ${s.p50ms.toFixed(2).padStart(7)}  ${s.p99ms.toFixed(2).padStart(7)}  ${String(s.cpuUsPerRequest).padStart(9)}  ${String(s.rssMB).padStart(7)}  ${ratio}\n`;
+  process.stdout.write(`\n${'median of ' + ROUNDS}`.padEnd(22) + '   req/s  p50 ms  p99 ms  µs CPU/req  RSS MB  ratio\n');
+  process.stdout.write(row('bare http-proxy', summary.baseline, '1.00 (baseline)'));
+  process.stdout.write(row('circuit-proxy closed', summary.closed, `${ratios.closedVsBaseline.toFixed(3)}x baseline`));
+  process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
+  process.stdout.write(
+    `\nopen circuit: ${openUpstreamConnections} upstream connections; after ${RSS_SECONDS}s at 50 connections RSS ${sustained.rssMB} MB\n`,
+  );
+  process.stdout.write(
+    `1,000 services: ready in ${readyMs} ms, /metrics scrape ${scrapeMs} ms (${Math.round(seriesBytes / 1024)} KiB), RSS ${bigRss} MB\n\n`,
+  );
+  for (const [k, v] of Object.entries(targetsMet)) process.stdout.write(`  ${v ? 'met   ' : 'MISSED'}  ${k}\n`);
+  process.stdout.write(`\nwritten: ${file}, BENCHMARKS.md\n`);
+}
+
+async function adminPortOf(pid: number): Promise<number> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const out = spawnSync('ss', ['-ltnpH'], { encoding: 'utf8' }).stdout ?? '';
+    const ports = out
+      .split('\n')
+      .filter((l) => l.includes(`pid=${pid},`))
+      .map((l) => Number(/127\.0\.0\.1:(\d+)/.exec(l)?.[1]))
+      .filter((p) => p > 0);
+    for (const p of ports) {
+      const ok = await fetch(`http://127.0.0.1:${p}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) return p;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('1000-service proxy not ready in 10 s');
+}
+
+function markdown(r: any, file: string): string {
+  const s = r.summary;
+  return `# Benchmarks
+
+Produced by \`npm run bench\` (bench/run.ts); every figure below comes from \`${file}\`.
+Re-run: \`${r.command}\` (defaults: 3 rounds of 10 s, 30 s RSS run).
+
+- Date: ${r.date}
+- Machine: ${r.machine.cpu}, ${r.machine.cores} cores; Node ${r.machine.node}
+- Load: ${r.machine.loadGenerator}, 91-byte JSON body from a keep-alive Node upstream; ${r.machine.taskset ? 'proxies pinned to core 0, upstream and load generator to core 1 (taskset)' : 'no pinning (taskset missing)'}
+- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / open.
+
+| median of ${r.rounds.baseline.length} rounds | req/s | p50 ms | p99 ms | µs CPU/req | RSS MB | ratio |
+| --- | ---: | ---: | ---: | ---: | ---: | --- |
+| bare http-proxy | ${s.baseline.rps} | ${s.baseline.p50ms} | ${s.baseline.p99ms} | ${s.baseline.cpuUsPerRequest} | ${s.baseline.rssMB} | 1.00 (baseline) |
+| circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
+| circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
+
+- Open circuit: ${r.openUpstreamConnections} upstream connections and requests during all open rounds.
+- Sustained: after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s), RSS ${r.sustained.rssMB} MB.
+- 1,000 services: ready (process start to \`/readyz\` 200) in ${r.thousandServices.readyMs} ms; \`/metrics\` scrape ${r.thousandServices.scrapeMs} ms (median, ${Math.round(r.thousandServices.metricsBytes / 1024)} KiB); RSS ${r.thousandServices.rssMB} MB.
+
+| target | met |
+| --- | --- |
+${Object.entries(r.targetsMet)
+  .map(([k, v]) => `| ${k} | ${v ? 'yes' : '**no**'} |`)
+  .join('\n')}
+
+Absolute numbers drift between runs on shared machines; the targets are ratios within one run.
+`;
+}
+
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  });
