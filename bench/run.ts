@@ -230,20 +230,10 @@ async function main(): Promise<void> {
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n${Array.from({ length: 1000 }, (_, i) => `  svc-${i}:\n    url: http://127.0.0.1:${upPort}/s${i}\n`).join('')}`,
   );
   const t0 = performance.now();
-  const big = start(0, [
-    `${ROOT}bin/circuit-proxy.js`,
-    'serve',
-    '--config',
-    many,
-    '--log-level',
-    'warn',
-    '--port',
-    '0',
-    '--admin-port',
-    '0',
-  ]);
-  // --log-level warn hides the listening line: find the admin port by probing the process's sockets.
-  const bigAdmin = await adminPortOf(big.pid!);
+  const big = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', many]);
+  const bigAdmin = await firstLine(big, (l) => (String(l.msg).startsWith('circuit-proxy listening') ? (l.adminPort as number) : undefined));
+  const readyRes = await fetch(`http://127.0.0.1:${bigAdmin}/readyz`);
+  if (!readyRes.ok) throw new Error(`1000-service proxy not ready: ${readyRes.status}`);
   const readyMs = Math.round(performance.now() - t0);
   const scrapes: number[] = [];
   let seriesBytes = 0;
@@ -308,27 +298,6 @@ async function main(): Promise<void> {
   );
   for (const [k, v] of Object.entries(targetsMet)) process.stdout.write(`  ${v ? 'met   ' : 'MISSED'}  ${k}\n`);
   process.stdout.write(`\nwritten: ${file}, BENCHMARKS.md\n`);
-}
-
-async function adminPortOf(pid: number): Promise<number> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const out = spawnSync('ss', ['-ltnpH'], { encoding: 'utf8' }).stdout ?? '';
-    const ports = out
-      .split('\n')
-      .filter((l) => l.includes(`pid=${pid},`))
-      .map((l) => Number(/127\.0\.0\.1:(\d+)/.exec(l)?.[1]))
-      .filter((p) => p > 0);
-    for (const p of ports) {
-      const ok = await fetch(`http://127.0.0.1:${p}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) return p;
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error('1000-service proxy not ready in 10 s');
 }
 
 function markdown(r: any, file: string): string {

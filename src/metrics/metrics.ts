@@ -3,7 +3,7 @@ import { FAILURE_REASONS, STATE_VALUE, type BreakerRegistry, type BreakerState, 
 import type { Completed, ProxyHandler } from '../proxy/handler.js';
 
 /** Latency buckets (seconds): few on purpose, each costs a comparison per request. */
-const DURATION_BUCKETS = [0.005, 0.025, 0.1, 0.25, 1, 2.5, 10];
+const DURATION_BUCKETS = [0.005, 0.025, 0.1, 0.5, 2.5, 10];
 /** Codes zero-initialised per service: the ones the proxy itself produces, and plain success. */
 const INITIAL_CODES = [200, 502, 503, 504];
 const TRANSITIONS: ReadonlyArray<readonly [BreakerState, BreakerState]> = [
@@ -56,7 +56,6 @@ export class ProxyMetrics {
       });
     gauge('circuit_breaker_state', 'Breaker state: 0 closed, 1 open, 2 half-open.', (b) => STATE_VALUE[b.state]);
     gauge('circuit_breaker_consecutive_failures', 'Consecutive failures counted toward the threshold.', (b) => b.consecutiveFailures);
-    gauge('circuit_breaker_threshold', 'Consecutive failures that open the circuit.', (b) => b.config.threshold);
     gauge('circuit_breaker_forced_open', '1 when an operator forced the circuit open.', (b) => (b.forced ? 1 : 0));
     gauge(
       'circuit_breaker_next_probe_timestamp_seconds',

@@ -23,13 +23,14 @@ const CONNECT_CODES = new Set([
 ]);
 
 /**
- * Classifies an upstream error raised before the response headers arrived.
- * `connected` tells whether a connection had been established (a reset before that is `connect`).
+ * Classifies an upstream error raised before the response headers arrived. Errors of the connect
+ * or DNS step (by code or by syscall) are `connect`; anything after a connection existed (a reset,
+ * `socket hang up`) is `reset`.
  */
-export function classifyUpstreamError(err: NodeJS.ErrnoException, connected: boolean): Classified {
+export function classifyUpstreamError(err: NodeJS.ErrnoException): Classified {
   const code = err.code ?? '';
   if (TLS_CODE.test(code)) return { reason: 'connect', cause: `tls ${code}` };
-  if (CONNECT_CODES.has(code) || !connected) {
+  if (CONNECT_CODES.has(code) || err.syscall === 'connect' || err.syscall === 'getaddrinfo') {
     const syscall = err.syscall ?? 'connect';
     const what = syscall === 'getaddrinfo' ? `dns ${code}` : `connect ${code || err.message}`;
     return { reason: 'connect', cause: what };

@@ -29,19 +29,13 @@ declare module 'node:http' {
   }
 }
 
-/** What the forwarder reports back to; one per proxied request. */
+/**
+ * What the forwarder reports back to; one per proxied request. `onUpstreamRequest` is called
+ * synchronously, before anything is written; the sink then listens to the upstream request's
+ * `response` and `error` itself (its listeners run before http-proxy's) and writes the response.
+ */
 export interface ForwardSink {
-  /** The upstream request exists (called synchronously, before anything is written). */
   onUpstreamRequest(proxyReq: ClientRequest): void;
-  /** Upstream response headers arrived. The sink writes the response itself. */
-  onUpstreamResponse(proxyRes: IncomingMessage): void;
-  /** http-proxy reported an error. */
-  onUpstreamError(err: Error): void;
-}
-
-interface Pending {
-  path: string;
-  sink: ForwardSink;
 }
 
 /** Keep-alive agent tuning. Free sockets close after 4 s, below Node's default 5 s server keepAliveTimeout. */
@@ -52,18 +46,16 @@ export interface AgentTuning {
 
 const DEFAULT_TUNING: AgentTuning = { freeSocketTimeoutMs: 4000, maxFreeSockets: 256 };
 
-const SINK = Symbol('circuit-proxy.sink');
-type WithSink = IncomingMessage & { [SINK]?: ForwardSink };
-
 function hooked<T extends new (...args: any[]) => HttpAgent>(Base: T) {
   return class extends Base {
-    pending: Pending | undefined;
+    pendingPath: string | undefined;
+    pendingSink: ForwardSink | undefined;
     override addRequest(req: ClientRequest, options: unknown): void {
-      const p = this.pending;
-      if (p !== undefined) {
-        this.pending = undefined;
-        req.path = p.path;
-        p.sink.onUpstreamRequest(req);
+      const sink = this.pendingSink;
+      if (sink !== undefined) {
+        req.path = this.pendingPath!;
+        this.pendingSink = this.pendingPath = undefined;
+        sink.onUpstreamRequest(req);
       }
       super.addRequest(req, options);
     }
@@ -96,24 +88,23 @@ export class Forwarder {
     this.proxy = httpProxy.createProxyServer({});
     const passes = (this.proxy as unknown as { webPasses: Array<{ name: string }> }).webPasses;
     (this.proxy as unknown as { webPasses: unknown[] }).webPasses = passes.filter((p) => p.name === 'stream');
-    // Always attached: without it an upstream error is an uncaught exception.
-    this.proxy.on('error', (err, req, res) => {
-      const sink = (req as WithSink)[SINK];
-      if (sink) sink.onUpstreamError(err);
-      else if (res && 'headersSent' in res && !res.headersSent) (res as ServerResponse).writeHead(502).end();
+    // Always attached: without it an upstream error is an uncaught exception. The exchange has its
+    // own `error` listener on the upstream request; this one only answers what nobody else can.
+    this.proxy.on('error', (_err, _req, res) => {
+      if (res && 'headersSent' in res && !res.headersSent && !res.writableEnded && res.listenerCount('close') === 0)
+        (res as ServerResponse).writeHead(502).end();
     });
-    this.proxy.on('proxyRes', (proxyRes, req) => (req as WithSink)[SINK]?.onUpstreamResponse(proxyRes));
   }
 
   /** Forwards `req` to `service` at exactly `path` (base path + rest + query). */
   forward(req: IncomingMessage, res: ServerResponse, service: ServiceConfig, path: string, sink: ForwardSink): void {
     const r = this.route(service);
-    (req as WithSink)[SINK] = sink;
-    r.agent.pending = { path, sink };
+    r.agent.pendingPath = path;
+    r.agent.pendingSink = sink;
     try {
       this.proxy.web(req, res, r.options);
     } finally {
-      r.agent.pending = undefined;
+      r.agent.pendingSink = r.agent.pendingPath = undefined;
     }
   }
 

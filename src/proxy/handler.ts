@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { REJECTED, type BreakerRegistry, type ServiceBreaker } from '../breaker/index.js';
 import { formatDuration } from '../config/duration.js';
@@ -78,7 +77,13 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
     const svc = breaker.config;
     prepareRequestHeaders(req.headers, requestId, req.socket.remoteAddress);
     const ex = new Exchange(this, breaker, ticket, req, res, requestId, started);
-    this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname === '/' ? '' : svc.target.pathname, r.rest, r.query), ex);
+    try {
+      this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname === '/' ? '' : svc.target.pathname, r.rest, r.query), ex);
+    } catch (err) {
+      // Node refused to build the upstream request (e.g. a header value it will not send):
+      // the client's fault, not the upstream's, so the breaker is not told.
+      ex.refuse(err as NodeJS.ErrnoException);
+    }
   };
 
   private reject(req: IncomingMessage, res: ServerResponse, breaker: ServiceBreaker, requestId: string, started: number): void {
@@ -105,15 +110,15 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
  * One forwarded request: owns the upstream request's timers, decides the outcome exactly once and
  * tells the breaker, and writes the response (headers, streamed body, trailers) to the client.
  */
-class Exchange implements ForwardSink {
+class Exchange implements ForwardSink, Completed {
   private proxyReq: ClientRequest | undefined;
   private proxyRes: IncomingMessage | undefined;
   /** The breaker has been told (success, failure or abandoned). */
   private decided = false;
   private timedOut = false;
-  /** A connection to the upstream existed (a reset before that is a `connect` failure). */
-  private connected = false;
-  private outcome: Outcome = 'success';
+  outcome: Outcome = 'success';
+  status = 0;
+  durationSeconds = 0;
 
   constructor(
     private readonly owner: ProxyHandler,
@@ -121,7 +126,7 @@ class Exchange implements ForwardSink {
     private readonly ticket: number,
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
-    private readonly requestId: string,
+    readonly requestId: string,
     private readonly started: number,
   ) {
     res.on('close', this.onClientClose);
@@ -133,29 +138,20 @@ class Exchange implements ForwardSink {
 
   onUpstreamRequest(proxyReq: ClientRequest): void {
     this.proxyReq = proxyReq;
-    // The header timeout runs on the upstream socket's idle timer: it covers connecting, is
-    // restarted when the request has been sent in full, and costs no timer object of its own.
+    // The header timeout is the upstream socket's idle timer: it covers connecting, and every byte
+    // written restarts it, so it counts from when the request has been sent in full (SPEC §3).
     proxyReq.setTimeout(this.svc.timeoutMs);
     proxyReq.on('timeout', this.onUpstreamTimeout);
-    proxyReq.on('finish', this.onRequestSent);
-    proxyReq.once('socket', this.onSocket);
+    proxyReq.on('response', this.onUpstreamResponse);
+    proxyReq.on('error', this.onUpstreamError);
   }
-
-  private readonly onSocket = (socket: Socket): void => {
-    if (!socket.connecting) this.connected = true;
-    else socket.once('connect', () => (this.connected = true));
-  };
-
-  private readonly onRequestSent = (): void => {
-    if (this.proxyRes === undefined) this.proxyReq?.setTimeout(this.svc.timeoutMs);
-  };
 
   private readonly onUpstreamTimeout = (): void => {
     this.timedOut = true;
     this.proxyReq?.destroy();
   };
 
-  onUpstreamError(err: NodeJS.ErrnoException): void {
+  private readonly onUpstreamError = (err: NodeJS.ErrnoException): void => {
     if (this.decided || this.proxyRes !== undefined) return;
     if (this.res.destroyed || this.res.writableEnded) {
       this.abandon();
@@ -168,15 +164,15 @@ class Exchange implements ForwardSink {
       sendProblem(this.req, this.res, 504, 'Gateway Timeout', `${name} timed out after ${after}`, name, ['x-request-id', this.requestId]);
       return;
     }
-    const c = classifyUpstreamError(err, this.connected);
+    const c = classifyUpstreamError(err);
     this.fail(c.reason, c.cause, err.code);
     sendProblem(this.req, this.res, statusForFailure(c.reason), 'Bad Gateway', `${name} unreachable: ${c.cause}`, name, [
       'x-request-id',
       this.requestId,
     ]);
-  }
+  };
 
-  onUpstreamResponse(proxyRes: IncomingMessage): void {
+  private readonly onUpstreamResponse = (proxyRes: IncomingMessage): void => {
     this.proxyRes = proxyRes;
     const { req, res } = this;
     if (this.decided) {
@@ -185,9 +181,9 @@ class Exchange implements ForwardSink {
     }
     const status = proxyRes.statusCode ?? 502;
     if (isFailureStatus(this.svc.failureStatuses, status)) this.fail('status', `status ${status}`, undefined);
-    // From here the timer measures body idleness (SPEC: a stalled body ends the exchange).
+    // From here the timer measures body idleness (a stalled body ends the exchange).
     this.timedOut = false;
-    this.proxyReq?.setTimeout(this.svc.bodyIdleTimeoutMs);
+    if (this.svc.bodyIdleTimeoutMs !== this.svc.timeoutMs) this.proxyReq?.setTimeout(this.svc.bodyIdleTimeoutMs);
     const trailers =
       proxyRes.headers.trailer !== undefined &&
       proxyRes.headers['content-length'] === undefined &&
@@ -219,6 +215,16 @@ class Exchange implements ForwardSink {
       res.destroy();
     });
     proxyRes.pipe(res, { end: false });
+  };
+
+  /** The upstream request could not even be built: answer 400, neither success nor failure. */
+  refuse(err: NodeJS.ErrnoException): void {
+    this.abandon();
+    this.proxyReq?.destroy();
+    sendProblem(this.req, this.res, 400, 'Bad Request', `request cannot be forwarded: ${err.code ?? err.message}`, this.svc.name, [
+      'x-request-id',
+      this.requestId,
+    ]);
   }
 
   private readonly onClientClose = (): void => {
@@ -229,16 +235,23 @@ class Exchange implements ForwardSink {
       this.proxyReq?.destroy();
       this.proxyRes?.destroy();
     }
-    this.owner.emit('completed', {
-      service: this.svc.name,
-      status: this.outcome === 'abandoned' ? 499 : res.statusCode,
-      outcome: this.outcome,
-      durationSeconds: (performance.now() - this.started) / 1000,
-      method: this.req.method ?? '',
-      path: this.req.url ?? '',
-      requestId: this.requestId,
-    });
+    // The exchange is itself the `completed` event: no second object per request.
+    this.status = this.outcome === 'abandoned' ? CLIENT_CLOSED : res.statusCode;
+    this.durationSeconds = (performance.now() - this.started) / 1000;
+    this.owner.emit('completed', this);
   };
+
+  get service(): string {
+    return this.breaker.config.name;
+  }
+
+  get method(): string {
+    return this.req.method ?? '';
+  }
+
+  get path(): string {
+    return this.req.url ?? '';
+  }
 
   private fail(reason: 'connect' | 'timeout' | 'reset' | 'status', cause: string, code: string | undefined): void {
     this.decided = true;
