@@ -282,7 +282,16 @@ async function main(): Promise<void> {
   mkdirSync(`${ROOT}bench/results`, { recursive: true });
   const file = `bench/results/bench-${result.date.replace(/[:.]/g, '-')}.json`;
   writeFileSync(`${ROOT}${file}`, JSON.stringify(result, null, 2) + '\n');
-  writeFileSync(`${ROOT}BENCHMARKS.md`, markdown(result, file));
+  // Hand-written notes below the marker survive a re-run.
+  const MARKER = '<!-- notes: kept across runs -->';
+  let notes = '';
+  try {
+    const old = readFileSync(`${ROOT}BENCHMARKS.md`, 'utf8');
+    if (old.includes(MARKER)) notes = old.slice(old.indexOf(MARKER));
+  } catch {
+    /* first run */
+  }
+  writeFileSync(`${ROOT}BENCHMARKS.md`, markdown(result, file) + (notes ? `\n${notes}` : `\n${MARKER}\n`));
 
   const row = (name: string, s: (typeof summary)['closed'], ratio: string): string =>
     `${name.padEnd(22)}${String(s.rps).padStart(8)}  ${s.p50ms.toFixed(2).padStart(7)}  ${s.p99ms.toFixed(2).padStart(7)}  ${String(s.cpuUsPerRequest).padStart(9)}  ${String(s.rssMB).padStart(7)}  ${ratio}\n`;
