@@ -1,0 +1,72 @@
+/** Performance regression guards that need no timing (issue: hot path). */
+import assert from 'node:assert/strict';
+import { Agent, request as httpRequest } from 'node:http';
+import { test } from 'node:test';
+import { startProxy, startUpstream } from '../helpers.js';
+
+function get(port: number, path: string, agent: Agent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('the open path constructs no Error (and contacts no upstream) for 500 rejected requests', async () => {
+  const up = await startUpstream((req, res) => {
+    req.resume();
+    res.end('ok');
+  });
+  const p = await startProxy(`services:\n  product:\n    url: ${up.url}\n`);
+  const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+  p.proxy.registry.get('product')!.forceOpen('perf guard');
+  await get(p.port, '/svc/product/warm', agent); // first use allocates caches; not counted
+  const Original = globalThis.Error;
+  let constructed = 0;
+  // Every `new Error(...)` in JS code (ours, opossum's buildError, http-proxy's) goes through the global.
+  class CountingError extends Original {
+    constructor(...args: ConstructorParameters<ErrorConstructor>) {
+      super(...args);
+      constructed++;
+    }
+  }
+  const requestsBefore = up.requests;
+  globalThis.Error = CountingError as ErrorConstructor;
+  try {
+    const statuses = await Promise.all(Array.from({ length: 500 }, (_, i) => get(p.port, `/svc/product/x${i}`, agent)));
+    globalThis.Error = Original;
+    assert.ok(statuses.every((s) => s === 503));
+    assert.equal(constructed, 0, `${constructed} Errors constructed on the open path`);
+    assert.equal(up.requests, requestsBefore);
+  } finally {
+    globalThis.Error = Original;
+    agent.destroy();
+    await p.close();
+    await up.close();
+  }
+});
+
+test('the guard itself sees Errors: opossum fire() on an open breaker (the naive path) constructs one per call', async () => {
+  const { default: CircuitBreaker } = await import('opossum');
+  const cb = new CircuitBreaker(async () => 'ok', { timeout: false });
+  cb.open();
+  const Original = globalThis.Error;
+  let constructed = 0;
+  class CountingError extends Original {
+    constructor(...args: ConstructorParameters<ErrorConstructor>) {
+      super(...args);
+      constructed++;
+    }
+  }
+  globalThis.Error = CountingError as ErrorConstructor;
+  try {
+    for (let i = 0; i < 10; i++) await cb.fire().catch(() => undefined);
+  } finally {
+    globalThis.Error = Original;
+    cb.shutdown();
+  }
+  assert.equal(constructed, 10);
+});
