@@ -276,3 +276,59 @@ export async function runCli(
   const [code] = (await once(child, 'exit')) as [number | null];
   return { code, stdout, stderr };
 }
+
+/**
+ * Sends `count` requests at once. `rejected` resolves when `expected503` of them have been answered
+ * 503 (the others may still be held upstream); `all` resolves with every reply.
+ */
+export function concurrent(
+  port: number,
+  path: string,
+  count: number,
+  expected503: number,
+): { all: Promise<Reply[]>; rejected: Promise<void> } {
+  let seen = 0;
+  let done!: () => void;
+  const rejected = new Promise<void>((resolve) => (done = resolve));
+  const all = Promise.all(
+    Array.from({ length: count }, () =>
+      request(port, path).then((r) => {
+        if (r.status === 503 && ++seen === expected503) done();
+        return r;
+      }),
+    ),
+  );
+  return { all, rejected };
+}
+
+/** Sends a request, and destroys it once `up` has received it; resolves when the upstream's response closed. */
+export function abandonOnceUpstreamHasIt(up: Upstream, port: number, path: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, agent: false });
+    req.on('error', () => undefined);
+    up.events.once('request', (_upReq: IncomingMessage, upRes: ServerResponse) => {
+      upRes.on('close', () => resolve());
+      req.destroy();
+    });
+    req.end();
+  });
+}
+
+/** Runs `fn` with the global Error constructor counting every `new Error(...)` made in JS code. */
+export async function countErrors<T>(fn: () => Promise<T>): Promise<{ result: T; constructed: number }> {
+  const Original = globalThis.Error;
+  let constructed = 0;
+  class CountingError extends Original {
+    constructor(...args: ConstructorParameters<ErrorConstructor>) {
+      super(...args);
+      constructed++;
+    }
+  }
+  globalThis.Error = CountingError as ErrorConstructor;
+  try {
+    const result = await fn();
+    return { result, constructed };
+  } finally {
+    globalThis.Error = Original;
+  }
+}

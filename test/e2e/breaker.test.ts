@@ -1,8 +1,16 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { request as httpRequest, type ServerResponse } from 'node:http';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { json, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+import {
+  abandonOnceUpstreamHasIt,
+  concurrent,
+  json,
+  request,
+  startProxy,
+  startUpstream,
+  type RunningProxy,
+  type Upstream,
+} from '../helpers.js';
 
 type Mode = 'ok' | 'fail500' | 'hang' | 'slow' | 'reset-mid-body';
 
@@ -119,21 +127,13 @@ describe('breaker semantics (SPEC §3), real sockets', () => {
     await p.nextState('product', 'half_open');
     up.mode = 'slow';
     const before = up.requests;
-    let rejected = 0;
-    let allRejected!: () => void;
-    const fortyNine = new Promise<void>((resolve) => (allRejected = resolve));
-    const all = Array.from({ length: 50 }, () =>
-      request(p.port, '/svc/product/x').then((r) => {
-        if (r.status === 503 && ++rejected === 49) allRejected();
-        return r;
-      }),
-    );
+    const { all, rejected } = concurrent(p.port, '/svc/product/x', 50, 49);
     // The trial reaches the upstream and is held there; the 49 others are answered 503 meanwhile.
-    await Promise.all([once(up.events, 'request'), fortyNine]);
+    await Promise.all([once(up.events, 'request'), rejected]);
     assert.equal(up.requests - before, 1, 'exactly one trial reached the upstream');
     assert.equal(state(), 'half_open');
     up.releaseAll();
-    const results = await Promise.all(all);
+    const results = await all;
     assert.equal(results.filter((r) => r.status === 200).length, 1);
     assert.equal(state(), 'closed');
   });
@@ -174,16 +174,7 @@ describe('breaker semantics (SPEC §3), real sockets', () => {
 
   test('a client that leaves is neither success nor failure, and its upstream request is aborted', async () => {
     up.mode = 'hang';
-    await new Promise<void>((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: p.port, path: '/svc/product/abandon', agent: false });
-      req.on('error', () => undefined);
-      up.events.once('request', (_upReq, upRes: ServerResponse) => {
-        upRes.on('close', () => resolve());
-        req.destroy();
-      });
-      req.end();
-      setTimeout(() => reject(new Error('upstream request not aborted')), 2000).unref();
-    });
+    await abandonOnceUpstreamHasIt(up, p.port, '/svc/product/abandon');
     assert.equal(failures(), 0);
     assert.equal(state(), 'closed');
   });
@@ -193,15 +184,7 @@ describe('breaker semantics (SPEC §3), real sockets', () => {
     for (let i = 0; i < 3; i++) await request(p.port, '/svc/product/x');
     await p.nextState('product', 'half_open');
     up.mode = 'hang';
-    await new Promise<void>((resolve) => {
-      const req = httpRequest({ host: '127.0.0.1', port: p.port, path: '/svc/product/trial', agent: false });
-      req.on('error', () => undefined);
-      up.events.once('request', (_upReq, upRes: ServerResponse) => {
-        upRes.on('close', () => resolve());
-        req.destroy();
-      });
-      req.end();
-    });
+    await abandonOnceUpstreamHasIt(up, p.port, '/svc/product/trial');
     assert.equal(state(), 'half_open');
     up.mode = 'ok';
     assert.equal((await request(p.port, '/svc/product/x')).status, 200);

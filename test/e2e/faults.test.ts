@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import { json, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+import { concurrent, json, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
 /** Requests to `/held` wait here until the test releases them. */
 const held: Array<() => void> = [];
@@ -120,19 +120,11 @@ describe('fault injection', () => {
     for (let i = 0; i < 3; i++) await request(p.port, '/svc/product/503');
     await p.nextState('product', 'half_open');
     const before = up.requests;
-    let rejected = 0;
-    let allRejected!: () => void;
-    const done = new Promise<void>((r) => (allRejected = r));
-    const all = Array.from({ length: 200 }, () =>
-      request(p.port, '/svc/product/held').then((r) => {
-        if (r.status === 503 && ++rejected === 199) allRejected();
-        return r;
-      }),
-    );
-    await done; // the trial is held upstream while the 199 others are answered
+    const { all, rejected } = concurrent(p.port, '/svc/product/held', 200, 199);
+    await rejected; // the trial is held upstream while the 199 others are answered
     assert.equal(up.requests - before, 1);
     held.splice(0).forEach((release) => release());
-    const results = await Promise.all(all);
+    const results = await all;
     assert.equal(results.filter((r) => r.status === 200).length, 1);
     assert.equal(results.filter((r) => r.status === 503).length, 199);
     assert.equal(b().state, 'closed');

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { Agent, request as httpRequest } from 'node:http';
 import { test } from 'node:test';
-import { startProxy, startUpstream } from '../helpers.js';
+import { countErrors, startProxy, startUpstream } from '../helpers.js';
 
 function get(port: number, path: string, agent: Agent): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -24,25 +24,16 @@ test('the open path constructs no Error (and contacts no upstream) for 500 rejec
   const agent = new Agent({ keepAlive: true, maxSockets: 4 });
   p.proxy.registry.get('product')!.forceOpen('perf guard');
   await get(p.port, '/svc/product/warm', agent); // first use allocates caches; not counted
-  const Original = globalThis.Error;
-  let constructed = 0;
-  // Every `new Error(...)` in JS code (ours, opossum's buildError, http-proxy's) goes through the global.
-  class CountingError extends Original {
-    constructor(...args: ConstructorParameters<ErrorConstructor>) {
-      super(...args);
-      constructed++;
-    }
-  }
   const requestsBefore = up.requests;
-  globalThis.Error = CountingError as ErrorConstructor;
   try {
-    const statuses = await Promise.all(Array.from({ length: 500 }, (_, i) => get(p.port, `/svc/product/x${i}`, agent)));
-    globalThis.Error = Original;
+    // Every `new Error(...)` in JS code (ours, opossum's buildError, http-proxy's) is counted.
+    const { result: statuses, constructed } = await countErrors(() =>
+      Promise.all(Array.from({ length: 500 }, (_, i) => get(p.port, `/svc/product/x${i}`, agent))),
+    );
     assert.ok(statuses.every((s) => s === 503));
     assert.equal(constructed, 0, `${constructed} Errors constructed on the open path`);
     assert.equal(up.requests, requestsBefore);
   } finally {
-    globalThis.Error = Original;
     agent.destroy();
     await p.close();
     await up.close();
@@ -53,20 +44,9 @@ test('the guard itself sees Errors: opossum fire() on an open breaker (the naive
   const { default: CircuitBreaker } = await import('opossum');
   const cb = new CircuitBreaker(async () => 'ok', { timeout: false });
   cb.open();
-  const Original = globalThis.Error;
-  let constructed = 0;
-  class CountingError extends Original {
-    constructor(...args: ConstructorParameters<ErrorConstructor>) {
-      super(...args);
-      constructed++;
-    }
-  }
-  globalThis.Error = CountingError as ErrorConstructor;
-  try {
+  const { constructed } = await countErrors(async () => {
     for (let i = 0; i < 10; i++) await cb.fire().catch(() => undefined);
-  } finally {
-    globalThis.Error = Original;
-    cb.shutdown();
-  }
+  });
+  cb.shutdown();
   assert.equal(constructed, 10);
 });
