@@ -75,7 +75,7 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
   }
   const m = /^\/breakers\/([^/]+)(?:\/(open|close))?$/.exec(path);
   if (m) {
-    const breaker = deps.registry.get(decodeURIComponent(m[1]!));
+    const breaker = deps.registry.get(safeDecode(m[1]!));
     const action = m[2];
     if (action === undefined) {
       if (!get) return notAllowed(req, res, 'GET, HEAD');
@@ -144,5 +144,14 @@ function readReason(body: string): string | undefined {
     return typeof v.reason === 'string' && v.reason.trim() !== '' ? v.reason.slice(0, 200) : undefined;
   } catch {
     return body.trim().slice(0, 200);
+  }
+}
+
+/** Service names never need decoding, but a client may encode them; a malformed escape is no name. */
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return '';
   }
 }
