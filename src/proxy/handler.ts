@@ -55,19 +55,19 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     if (this.draining) res.shouldKeepAlive = false;
+    const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
     const r = route(req.url ?? '');
     if (!r.ok) {
-      sendProblem(req, res, r.status, r.title, r.detail);
+      sendProblem(req, res, r.status, r.title, r.detail, undefined, ['x-request-id', requestId]);
       this.emit('unrouted', r.status, req);
       return;
     }
     const breaker = this.registry.get(r.name);
     if (breaker === undefined) {
-      sendProblem(req, res, 404, 'Not Found', `unknown service: ${r.name}`);
+      sendProblem(req, res, 404, 'Not Found', `unknown service: ${r.name}`, undefined, ['x-request-id', requestId]);
       this.emit('unrouted', 404, req);
       return;
     }
-    const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
     const started = performance.now();
     const ticket = breaker.admit();
     if (ticket === REJECTED) {

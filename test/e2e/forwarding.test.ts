@@ -130,6 +130,7 @@ describe('forwarding (SPEC §2)', () => {
       assert.equal(r.status, 404, path);
       assert.equal(r.headers['content-type'], 'application/problem+json');
       assert.equal(json(r).status, 404);
+      assert.ok(r.headers['x-request-id'], 'request id echoed on errors too');
     }
     assert.equal(up.requests, before);
   });
