@@ -71,6 +71,13 @@ describe('Dockerfile', () => {
     const health = runtime.find((i) => i.op === 'HEALTHCHECK')!.args;
     assert.ok(health.includes(`http://127.0.0.1:${ADMIN}/healthz`), health);
   });
+  test("dockerfile-utils lint (the Docker language server's linter) reports nothing", () => {
+    const r = spawnSync(process.execPath, [`${ROOT}node_modules/dockerfile-utils/bin/dockerfile-utils`, 'lint', `${ROOT}Dockerfile`], {
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.equal(r.stdout.trim(), '');
+  });
   test('.dockerignore keeps node_modules and dist out of the context', () => {
     const lines = read('.dockerignore').split('\n');
     assert.ok(lines.includes('node_modules') && lines.includes('dist'));
