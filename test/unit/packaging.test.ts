@@ -87,13 +87,14 @@ describe('Dockerfile', () => {
 describe('docker-compose.yml', () => {
   const compose = parse(read('docker-compose.yml')) as { services: Record<string, any> };
   const svc = compose.services;
-  test('every service in config/proxy.yaml has a compose service at the URL host and port it defaults to', () => {
+  test('every service in config/proxy.yaml has a compose service of its name, reachable at the URL host and port it defaults to', () => {
     for (const s of sample.services.values()) {
-      const host = s.target.hostname;
-      assert.ok(svc[host], `compose service ${host} for ${s.name}`);
+      const c = svc[s.name];
+      assert.ok(c, `compose service ${s.name} (SPEC §8: docker compose stop ${s.name})`);
+      assert.ok(c.networks.default.aliases.includes(s.target.hostname), `${s.name} answers as ${s.target.hostname}`);
       assert.equal(s.target.port, '8000');
-      assert.equal(svc[host].environment?.PORT ?? '8000', '8000');
-      assert.ok(JSON.stringify(svc[host].entrypoint).includes(`/service.js","${s.name}"`), `${host} runs the ${s.name} demo service`);
+      assert.equal(c.environment?.PORT ?? '8000', '8000');
+      assert.ok(JSON.stringify(c.entrypoint).includes(`/service.js","${s.name}"`), `${s.name} runs the ${s.name} demo service`);
     }
     assert.deepEqual([...sample.services.keys()].sort(), [...SERVICE_NAMES].sort());
   });
