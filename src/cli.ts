@@ -88,6 +88,11 @@ export function buildProgram(onExit: (code: number) => void): Command {
 
 /** Entry point of the `circuit-proxy` bin. */
 export async function run(argv: readonly string[]): Promise<void> {
+  // `circuit-proxy validate | head`: a reader that goes away is not an error worth a stack trace.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? ExitCode.ok);
+    throw err;
+  });
   const exit = (code: number): void => {
     process.exitCode = code;
     // Listeners (servers) are closed by now; exit explicitly so stray keep-alive timers cannot hold us.

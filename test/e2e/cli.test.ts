@@ -135,3 +135,20 @@ describe('CLI (SPEC §6), the real bin', () => {
     assert.match(r.stderr, /cannot read breakers/);
   });
 });
+
+test('a closed stdout (validate | head -1) ends quietly, no stack trace', async () => {
+  const { spawn } = await import('node:child_process');
+  const { BIN, ROOT } = await import('../helpers.js');
+  // Far more output than a pipe buffers (64 KiB), so writes after the reader left must fail.
+  const many = file(
+    'many.yaml',
+    `services:\n${Array.from({ length: 3000 }, (_, i) => `  svc-${i}: { url: "http://127.0.0.1:9/${i}" }\n`).join('')}`,
+  );
+  const child = spawn(process.execPath, [BIN, 'validate', '--config', many], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.once('data', () => child.stdout.destroy());
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
+});
