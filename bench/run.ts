@@ -12,6 +12,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { firstLine, listeningPorts } from './child.js';
 import { get } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,36 +34,6 @@ function start(core: number, args: string[], env: NodeJS.ProcessEnv = {}): Child
   const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return child;
-}
-
-/** The first stdout JSON line for which `pick` returns a value. */
-function firstLine<T>(child: ChildProcess, pick: (l: any) => T | undefined): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('process did not report in 10 s')), 10_000);
-    let buf = '';
-    let done = false;
-    child.stdout!.on('data', (d: Buffer) => {
-      if (done) return;
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        let v: T | undefined;
-        try {
-          v = pick(JSON.parse(line));
-        } catch {
-          continue;
-        }
-        if (v !== undefined) {
-          done = true;
-          clearTimeout(timer);
-          resolve(v);
-          return;
-        }
-      }
-    });
-  });
 }
 
 function cpuTicks(pid: number): number {
@@ -176,9 +147,7 @@ async function main(): Promise<void> {
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n`,
   );
   const cp = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
-  const { port, adminPort } = await firstLine(cp, (l) =>
-    String(l.msg).startsWith('circuit-proxy listening') ? { port: l.port as number, adminPort: l.adminPort as number } : undefined,
-  );
+  const { port, adminPort } = await listeningPorts(cp);
   const forced = await fetch(`http://127.0.0.1:${adminPort}/breakers/held/open`, {
     method: 'POST',
     body: '{"reason":"bench: fail-fast path"}',
@@ -231,7 +200,7 @@ async function main(): Promise<void> {
   );
   const t0 = performance.now();
   const big = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', many]);
-  const bigAdmin = await firstLine(big, (l) => (String(l.msg).startsWith('circuit-proxy listening') ? (l.adminPort as number) : undefined));
+  const bigAdmin = (await listeningPorts(big)).adminPort;
   const readyRes = await fetch(`http://127.0.0.1:${bigAdmin}/readyz`);
   if (!readyRes.ok) throw new Error(`1000-service proxy not ready: ${readyRes.status}`);
   const readyMs = Math.round(performance.now() - t0);

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { listeningPorts } from './child.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 120);
@@ -39,23 +40,7 @@ writeFileSync(
   `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\ndefaults: {threshold: 5, cooldown: 200ms, timeout: 1s}\nservices:\n  product:\n    url: http://127.0.0.1:${upPort}\n  stable:\n    url: http://127.0.0.1:${upPort}\n`,
 );
 const child = spawn(process.execPath, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
-/** Ports from the proxy's "listening" log line; the rest of its log is read and dropped. */
-const ports = await new Promise<{ port: number; adminPort: number }>((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error('proxy did not start')), 10_000);
-  let buf = '';
-  let found = false;
-  child.stdout!.on('data', (d: Buffer) => {
-    if (found) return;
-    buf += d.toString();
-    for (const line of buf.split('\n')) {
-      if (!line.includes('circuit-proxy listening')) continue;
-      const l = JSON.parse(line) as { port: number; adminPort: number };
-      found = true;
-      clearTimeout(timer);
-      resolve({ port: l.port, adminPort: l.adminPort });
-    }
-  });
-});
+const ports = await listeningPorts(child); // and the rest of its log is read and dropped
 
 interface Sample {
   t: number;
