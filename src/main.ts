@@ -88,11 +88,9 @@ export async function serve(opts: ServeOptions): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGHUP', () => {
       try {
-        proxy.reload(load());
-      } catch (err) {
-        if (err instanceof ConfigError)
-          log.error({ problems: err.problems }, `config reload rejected, keeping the running config: ${err.message}`);
-        else log.error({ err }, 'config reload failed');
+        proxy.reloadFromSource();
+      } catch {
+        // Logged by reloadFromSource; the old config keeps serving.
       }
     });
   });

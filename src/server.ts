@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { BreakerRegistry, type ReconcileResult } from './breaker/index.js';
 import type { Config } from './config/types.js';
+import { ConfigError } from './errors.js';
 import { createAdminServer } from './admin/server.js';
 import { attachLogs, createLogger, type Logger } from './log.js';
 import { ProxyMetrics } from './metrics/metrics.js';
@@ -104,14 +105,18 @@ export class CircuitProxy {
     return result;
   }
 
-  private reloadFromSource(): ReconcileResult {
+  /**
+   * Re-reads the config through `options.loadConfig` and applies it (SIGHUP, `POST /reload`).
+   * A failure is logged here, once, and rethrown; the running config stays in force.
+   */
+  reloadFromSource(): ReconcileResult {
+    if (!this.options.loadConfig) throw new Error('this proxy was not started from a config file');
     try {
-      return this.reload(this.options.loadConfig!());
+      return this.reload(this.options.loadConfig());
     } catch (err) {
-      this.log.error(
-        { problems: (err as { problems?: unknown }).problems },
-        `config reload rejected, keeping the running config: ${(err as Error).message}`,
-      );
+      if (err instanceof ConfigError)
+        this.log.error({ problems: err.problems }, `config reload rejected, keeping the running config: ${err.message}`);
+      else this.log.error({ err }, 'config reload failed, keeping the running config');
       throw err;
     }
   }
