@@ -78,7 +78,7 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
     prepareRequestHeaders(req.headers, requestId, req.socket.remoteAddress);
     const ex = new Exchange(this, breaker, ticket, req, res, requestId, started);
     try {
-      this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname === '/' ? '' : svc.target.pathname, r.rest, r.query), ex);
+      this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname, r.rest, r.query), ex);
     } catch (err) {
       // Node refused to build the upstream request (e.g. a header value it will not send):
       // the client's fault, not the upstream's, so the breaker is not told.

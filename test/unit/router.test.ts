@@ -52,6 +52,8 @@ describe('route', () => {
 describe('upstreamPath', () => {
   test('keeps the base path prefix and the query verbatim', () => {
     assert.equal(upstreamPath('', '', ''), '/');
+    assert.equal(upstreamPath('/', '', '?a'), '/?a');
+    assert.equal(upstreamPath('/', '/x', '?a'), '/x?a');
     assert.equal(upstreamPath('', '/x', '?a'), '/x?a');
     assert.equal(upstreamPath('/api', '', '?a'), '/api?a');
     assert.equal(upstreamPath('/api', '/x', ''), '/api/x');
