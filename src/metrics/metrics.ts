@@ -1,5 +1,12 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { FAILURE_REASONS, STATE_VALUE, type BreakerRegistry, type BreakerState, type FailureReason } from '../breaker/index.js';
+import {
+  FAILURE_REASONS,
+  STATE_VALUE,
+  type BreakerRegistry,
+  type BreakerState,
+  type FailureReason,
+  type ServiceBreaker,
+} from '../breaker/index.js';
 import type { Completed, ProxyHandler } from '../proxy/handler.js';
 
 /** Latency buckets (seconds): few on purpose, each costs a comparison per request. */
@@ -39,11 +46,7 @@ export class ProxyMetrics {
   constructor(breakers: BreakerRegistry, proxy: ProxyHandler, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
-    const gauge = (
-      name: string,
-      help: string,
-      value: (b: ReturnType<BreakerRegistry['all']> extends IterableIterator<infer B> ? B : never) => number,
-    ) =>
+    const gauge = (name: string, help: string, value: (b: ServiceBreaker) => number) =>
       new Gauge({
         name,
         help,
