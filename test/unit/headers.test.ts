@@ -34,30 +34,28 @@ describe('request headers', () => {
     prepareRequestHeaders(h, 'r', '127.0.0.1');
     assert.equal(h['transfer-encoding'], 'chunked');
   });
-  test('X-Forwarded-*: loopback caller trusted, others not', () => {
-    const local: Record<string, any> = {
-      host: 'h',
-      'x-forwarded-for': '10.0.0.1',
-      'x-forwarded-proto': 'https',
-      'x-forwarded-host': 'shop.example',
-    };
-    prepareRequestHeaders(local, 'r', '::ffff:127.0.0.1');
-    assert.deepEqual(
-      [local['x-forwarded-for'], local['x-forwarded-proto'], local['x-forwarded-host']],
+  const forwarded: Array<[string, string, Record<string, string>, [string, string, string]]> = [
+    [
+      'loopback caller trusted',
+      '::ffff:127.0.0.1',
+      { 'x-forwarded-for': '10.0.0.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'shop.example' },
       ['10.0.0.1, 127.0.0.1', 'https', 'shop.example'],
-    );
-    const remote: Record<string, any> = {
-      host: 'h',
-      'x-forwarded-for': '1.2.3.4',
-      'x-forwarded-proto': 'https',
-      'x-forwarded-host': 'evil',
-    };
-    prepareRequestHeaders(remote, 'r', '10.1.2.3');
-    assert.deepEqual(
-      [remote['x-forwarded-for'], remote['x-forwarded-proto'], remote['x-forwarded-host']],
+    ],
+    [
+      'other callers not',
+      '10.1.2.3',
+      { 'x-forwarded-for': '1.2.3.4', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil' },
       ['1.2.3.4, 10.1.2.3', 'http', 'h'],
-    );
-  });
+    ],
+  ];
+  for (const [name, address, sent, expected] of forwarded) {
+    test(`X-Forwarded-*: ${name}`, () => {
+      const h: Record<string, any> = { host: 'h', ...sent };
+      prepareRequestHeaders(h, 'r', address);
+      assert.deepEqual([h['x-forwarded-for'], h['x-forwarded-proto'], h['x-forwarded-host']], expected);
+    });
+  }
+
   test('request ids: printable ASCII up to 200 chars kept, others replaced', () => {
     assert.equal(acceptableRequestId('abc-123'), 'abc-123');
     assert.equal(acceptableRequestId('a b'), undefined);
