@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { BreakerRegistry, type ReconcileResult } from './breaker/index.js';
 import type { Config } from './config/types.js';
@@ -7,7 +7,7 @@ import { createAdminServer } from './admin/server.js';
 import { attachLogs, createLogger, type Logger } from './log.js';
 import { ProxyMetrics } from './metrics/metrics.js';
 import { Forwarder } from './proxy/forwarder.js';
-import { ProxyHandler } from './proxy/handler.js';
+import { ProxyHandler, ProxyResponse } from './proxy/handler.js';
 import { problemBody } from './proxy/problem.js';
 
 export interface ProxyOptions {
@@ -36,7 +36,7 @@ export class CircuitProxy {
   readonly handler: ProxyHandler;
   readonly metrics: ProxyMetrics;
   readonly forwarder: Forwarder;
-  readonly server: Server;
+  readonly server: Server<typeof IncomingMessage, typeof ProxyResponse>;
   readonly admin: Server;
   readonly log: Logger;
   private config: Config;
@@ -54,7 +54,7 @@ export class CircuitProxy {
     this.metrics = new ProxyMetrics(this.registry, this.handler, { defaultMetrics: options.defaultMetrics !== false });
     attachLogs(this.log, this.registry, this.handler, options.accessLog === true);
 
-    this.server = createServer({ maxHeaderSize: 16 * 1024 }, this.handler.handle);
+    this.server = createServer({ maxHeaderSize: 16 * 1024, ServerResponse: ProxyResponse }, this.handler.handle);
     this.server.on('clientError', onClientError);
     // CONNECT (authority-form target) is never tunnelled: the upstream comes from config only.
     this.server.on('connect', (req, socket: Socket) => {
@@ -155,7 +155,7 @@ export class CircuitProxy {
   }
 }
 
-function listenOn(server: Server, port: number, host: string): Promise<void> {
+function listenOn(server: Server<typeof IncomingMessage, typeof ProxyResponse> | Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

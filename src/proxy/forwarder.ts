@@ -16,10 +16,13 @@
  *   body bytes (a request-smuggling shape): the pass is removed;
  * - `urlJoin` collapses `//` and `url.parse` re-escapes the query: the exact path is set on the
  *   outgoing request from the agent's `addRequest`, which Node calls synchronously in the
- *   `ClientRequest` constructor, before any header is written.
+ *   `ClientRequest` constructor, before any header is written;
+ * - an upstream error with no `error` listener throws (its `onError`): every call passes an error
+ *   callback, which also spares emitting an event.
  */
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { Socket } from 'node:net';
 import httpProxy from 'http-proxy';
 import type { ServiceConfig } from '../config/types.js';
 
@@ -27,15 +30,25 @@ declare module 'node:http' {
   interface Agent {
     addRequest(req: ClientRequest, options: unknown): void;
   }
+  interface ClientRequest {
+    /** The `timeout` request option: the agent sets it as the socket's idle timeout. */
+    timeout?: number;
+  }
 }
 
 /**
- * What the forwarder reports back to; one per proxied request. `onUpstreamRequest` is called
- * synchronously, before anything is written; the sink then listens to the upstream request's
- * `response` and `error` itself (its listeners run before http-proxy's) and writes the response.
+ * What the forwarder reports back to; one per proxied request, and it is the client's response
+ * object itself (see `ProxyResponse`), so routing an event to it costs no lookup and no closure.
+ * `onUpstreamRequest` is called synchronously, before anything is written; the others come from
+ * http-proxy's own listeners (its `proxyRes`, `end` and error callback), not from listeners of ours.
  */
 export interface ForwardSink {
   onUpstreamRequest(proxyReq: ClientRequest): void;
+  onUpstreamResponse(proxyRes: IncomingMessage): void;
+  /** The upstream response body ended (complete). */
+  onUpstreamEnd(proxyRes: IncomingMessage): void;
+  /** The upstream request failed, or the client request errored while being piped. */
+  onUpstreamError(err: NodeJS.ErrnoException): void;
 }
 
 /** Keep-alive agent tuning. Free sockets close after 4 s, below Node's default 5 s server keepAliveTimeout. */
@@ -50,10 +63,14 @@ function hooked<T extends new (...args: any[]) => HttpAgent>(Base: T) {
   return class extends Base {
     pendingPath: string | undefined;
     pendingSink: ForwardSink | undefined;
+    pendingTimeout = 0;
     override addRequest(req: ClientRequest, options: unknown): void {
       const sink = this.pendingSink;
       if (sink !== undefined) {
         req.path = this.pendingPath!;
+        // As if passed as the `timeout` option: the agent arms the socket with it (new or reused)
+        // and Node relays the socket's `timeout` event to the request. No timer of our own.
+        req.timeout = this.pendingTimeout;
         this.pendingSink = this.pendingPath = undefined;
         sink.onUpstreamRequest(req);
       }
@@ -65,13 +82,23 @@ const HookedHttpAgent = hooked(HttpAgent);
 const HookedHttpsAgent = hooked(HttpsAgent as unknown as new (...args: any[]) => HttpAgent);
 type Hooked = InstanceType<typeof HookedHttpAgent>;
 
+type Sinked = ServerResponse & ForwardSink;
+
+/** One per service: http-proxy with the service's fixed options, so a call copies no options object. */
 interface Route {
-  readonly options: httpProxy.ServerOptions;
+  /** `proxy.web` in its `(req, res, callback)` form (the typings only list it with options). */
+  readonly web: (req: IncomingMessage, res: ServerResponse, callback: typeof onProxyError) => void;
   readonly agent: Hooked;
+  /** `Host` sent upstream: the base URL's host (port only when not the scheme's default). */
+  readonly host: string;
 }
 
+/** http-proxy's per-request error callback (used instead of its `error` event: nothing to emit). */
+const onProxyError = (err: Error, _req: IncomingMessage, res: ServerResponse | Socket): void => {
+  (res as Sinked).onUpstreamError(err);
+};
+
 export class Forwarder {
-  private readonly proxy: httpProxy;
   private readonly http: Hooked;
   private readonly https: Hooked;
   private readonly routes = new WeakMap<ServiceConfig, Route>();
@@ -85,24 +112,21 @@ export class Forwarder {
     };
     this.http = new HookedHttpAgent(agentOptions);
     this.https = new HookedHttpsAgent(agentOptions);
-    this.proxy = httpProxy.createProxyServer({});
-    const passes = (this.proxy as unknown as { webPasses: Array<{ name: string }> }).webPasses;
-    (this.proxy as unknown as { webPasses: unknown[] }).webPasses = passes.filter((p) => p.name === 'stream');
-    // Always attached: without it an upstream error is an uncaught exception. The exchange has its
-    // own `error` listener on the upstream request; this one only answers what nobody else can.
-    this.proxy.on('error', (_err, _req, res) => {
-      if (res && 'headersSent' in res && !res.headersSent && !res.writableEnded && res.listenerCount('close') === 0)
-        (res as ServerResponse).writeHead(502).end();
-    });
   }
 
-  /** Forwards `req` to `service` at exactly `path` (base path + rest + query). */
-  forward(req: IncomingMessage, res: ServerResponse, service: ServiceConfig, path: string, sink: ForwardSink): void {
+  /**
+   * Forwards `req` to `service` at exactly `path` (base path + rest + query), with the service's
+   * header timeout as the upstream socket's idle timeout (the upstream request emits `timeout`).
+   * Everything that happens to the upstream exchange is reported to `res`.
+   */
+  forward(req: IncomingMessage, res: Sinked, service: ServiceConfig, path: string): void {
     const r = this.route(service);
+    req.headers.host = r.host;
     r.agent.pendingPath = path;
-    r.agent.pendingSink = sink;
+    r.agent.pendingSink = res;
+    r.agent.pendingTimeout = service.timeoutMs;
     try {
-      this.proxy.web(req, res, r.options);
+      r.web(req, res, onProxyError);
     } finally {
       r.agent.pendingSink = r.agent.pendingPath = undefined;
     }
@@ -112,7 +136,6 @@ export class Forwarder {
   destroy(): void {
     this.http.destroy();
     this.https.destroy();
-    this.proxy.close();
   }
 
   /** Counts of pooled sockets, for tests and diagnostics. */
@@ -139,18 +162,19 @@ export class Forwarder {
         port: u.port || (https ? '443' : '80'),
         path: '',
       };
-      r = {
+      const proxy = httpProxy.createProxyServer({
+        target: target as unknown as httpProxy.ProxyTargetUrl,
         agent,
-        options: {
-          target: target as unknown as httpProxy.ProxyTargetUrl,
-          agent,
-          changeOrigin: true,
-          toProxy: true,
-          prependPath: false,
-          selfHandleResponse: true,
-          secure: true,
-        },
-      };
+        toProxy: true,
+        prependPath: false,
+        selfHandleResponse: true,
+        secure: true,
+      });
+      const passes = (proxy as unknown as { webPasses: Array<{ name: string }> }).webPasses;
+      (proxy as unknown as { webPasses: unknown[] }).webPasses = passes.filter((p) => p.name === 'stream');
+      proxy.on('proxyRes', (proxyRes, _req, res) => (res as Sinked).onUpstreamResponse(proxyRes));
+      proxy.on('end', (_req, res, proxyRes) => (res as Sinked).onUpstreamEnd(proxyRes));
+      r = { web: proxy.web.bind(proxy) as Route['web'], agent, host: u.host };
       this.routes.set(service, r);
     }
     return r;

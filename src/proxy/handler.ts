@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type ClientRequest, type IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { REJECTED, type BreakerRegistry, type ServiceBreaker } from '../breaker/index.js';
 import { formatDuration } from '../config/duration.js';
@@ -76,9 +76,10 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
     }
     const svc = breaker.config;
     prepareRequestHeaders(req.headers, requestId, req.socket.remoteAddress);
-    const ex = new Exchange(this, breaker, ticket, req, res, requestId, started);
+    const ex = res as ProxyResponse;
+    ex.begin(this, breaker, ticket, requestId, started);
     try {
-      this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname, r.rest, r.query), ex);
+      this.forwarder.forward(req, ex, svc, upstreamPath(svc.target.pathname, r.rest, r.query));
     } catch (err) {
       // Node refused to build the upstream request (e.g. a header value it will not send):
       // the client's fault, not the upstream's, so the breaker is not told.
@@ -106,54 +107,65 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
   }
 }
 
+/** Listener for the response's `close` (this = the response): the exchange ends. */
+function onResponseClose(this: ProxyResponse): void {
+  this.onClientClose();
+}
+
 /**
- * One forwarded request: owns the upstream request's timers, decides the outcome exactly once and
- * tells the breaker, and writes the response (headers, streamed body, trailers) to the client.
+ * The client's response, and the exchange of one forwarded request (Node builds it: the proxy
+ * server is created with `ServerResponse: ProxyResponse`). It owns the upstream request's timers,
+ * decides the outcome exactly once and tells the breaker, writes the response (headers, streamed
+ * body, trailers), and is itself the `completed` event. Being the response, it needs no object,
+ * map entry or closure of its own per request: the forwarder reports straight to it.
  */
-class Exchange implements ForwardSink, Completed {
-  private proxyReq: ClientRequest | undefined;
-  private proxyRes: IncomingMessage | undefined;
+export class ProxyResponse extends ServerResponse implements ForwardSink, Completed {
+  private owner: ProxyHandler | undefined = undefined;
+  private breaker: ServiceBreaker | undefined = undefined;
+  private ticket = 0;
+  private started = 0;
+  private proxyReq: ClientRequest | undefined = undefined;
+  private proxyRes: IncomingMessage | undefined = undefined;
   /** The breaker has been told (success, failure or abandoned). */
   private decided = false;
   private timedOut = false;
+  private trailers = false;
+  requestId = '';
   outcome: Outcome = 'success';
   status = 0;
   durationSeconds = 0;
 
-  constructor(
-    private readonly owner: ProxyHandler,
-    private readonly breaker: ServiceBreaker,
-    private readonly ticket: number,
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
-    readonly requestId: string,
-    private readonly started: number,
-  ) {
-    res.on('close', this.onClientClose);
+  /** Called once by the handler when the request is admitted and about to be forwarded. */
+  begin(owner: ProxyHandler, breaker: ServiceBreaker, ticket: number, requestId: string, started: number): void {
+    this.owner = owner;
+    this.breaker = breaker;
+    this.ticket = ticket;
+    this.requestId = requestId;
+    this.started = started;
+    this.on('close', onResponseClose);
   }
 
   private get svc(): ServiceConfig {
-    return this.breaker.config;
+    return this.breaker!.config;
   }
 
   onUpstreamRequest(proxyReq: ClientRequest): void {
     this.proxyReq = proxyReq;
-    // The header timeout is the upstream socket's idle timer: it covers connecting, and every byte
-    // written restarts it, so it counts from when the request has been sent in full (SPEC §3).
-    proxyReq.setTimeout(this.svc.timeoutMs);
-    proxyReq.on('timeout', this.onUpstreamTimeout);
-    proxyReq.on('response', this.onUpstreamResponse);
-    proxyReq.on('error', this.onUpstreamError);
+    // The forwarder set the header timeout as the upstream socket's idle timer: it covers
+    // connecting, and every byte written restarts it, so it counts from when the request has been
+    // sent in full (SPEC §3).
+    proxyReq.on('timeout', () => {
+      this.timedOut = true;
+      proxyReq.destroy();
+    });
   }
 
-  private readonly onUpstreamTimeout = (): void => {
-    this.timedOut = true;
-    this.proxyReq?.destroy();
-  };
-
-  private readonly onUpstreamError = (err: NodeJS.ErrnoException): void => {
+  onUpstreamError(err: NodeJS.ErrnoException): void {
     if (this.decided || this.proxyRes !== undefined) return;
-    if (this.res.destroyed || this.res.writableEnded) {
+    // The client's own request failed (http-proxy reports those here too): the response's
+    // `close` settles it as abandoned.
+    if (this.req.errored === err) return;
+    if (this.destroyed || this.writableEnded) {
       this.abandon();
       return;
     }
@@ -161,88 +173,92 @@ class Exchange implements ForwardSink, Completed {
     if (this.timedOut) {
       const after = formatDuration(this.svc.timeoutMs);
       this.fail('timeout', `no response headers within ${after}`, 'ETIMEDOUT');
-      sendProblem(this.req, this.res, 504, 'Gateway Timeout', `${name} timed out after ${after}`, name, ['x-request-id', this.requestId]);
+      sendProblem(this.req, this, 504, 'Gateway Timeout', `${name} timed out after ${after}`, name, ['x-request-id', this.requestId]);
       return;
     }
     const c = classifyUpstreamError(err);
     this.fail(c.reason, c.cause, err.code);
-    sendProblem(this.req, this.res, statusForFailure(c.reason), 'Bad Gateway', `${name} unreachable: ${c.cause}`, name, [
-      'x-request-id',
-      this.requestId,
-    ]);
-  };
-
-  private readonly onUpstreamResponse = (proxyRes: IncomingMessage): void => {
-    this.proxyRes = proxyRes;
-    const { req, res } = this;
-    if (this.decided) {
-      proxyRes.destroy();
-      return;
-    }
-    const status = proxyRes.statusCode ?? 502;
-    if (isFailureStatus(this.svc.failureStatuses, status)) this.fail('status', `status ${status}`, undefined);
-    // From here the timer measures body idleness (a stalled body ends the exchange).
-    this.timedOut = false;
-    if (this.svc.bodyIdleTimeoutMs !== this.svc.timeoutMs) this.proxyReq?.setTimeout(this.svc.bodyIdleTimeoutMs);
-    const trailers =
-      proxyRes.headers.trailer !== undefined &&
-      proxyRes.headers['content-length'] === undefined &&
-      req.httpVersion === '1.1' &&
-      req.method !== 'HEAD';
-    if (this.owner.draining) res.shouldKeepAlive = false;
-    res.writeHead(
-      status,
-      proxyRes.statusMessage,
-      responseHeaders(proxyRes.rawHeaders, proxyRes.headers.connection, this.requestId, trailers),
-    );
-    proxyRes.on('end', () => {
-      if (trailers && proxyRes.rawTrailers.length > 0) res.addTrailers(pairs(proxyRes.rawTrailers));
-      res.end();
-      if (!this.decided) {
-        this.decided = true;
-        this.breaker.success(this.ticket);
-      }
-    });
-    proxyRes.on('close', () => {
-      if (proxyRes.complete) return;
-      // Upstream reset mid-body (or the body stalled): the client must not hang.
-      if (!this.decided && !res.destroyed) {
-        const cause = this.timedOut
-          ? `response body stalled for ${formatDuration(this.svc.bodyIdleTimeoutMs)}`
-          : 'connection reset during response body';
-        this.fail('reset', cause, this.timedOut ? 'ETIMEDOUT' : 'ECONNRESET');
-      }
-      res.destroy();
-    });
-    proxyRes.pipe(res, { end: false });
-  };
-
-  /** The upstream request could not even be built: answer 400, neither success nor failure. */
-  refuse(err: NodeJS.ErrnoException): void {
-    this.abandon();
-    this.proxyReq?.destroy();
-    sendProblem(this.req, this.res, 400, 'Bad Request', `request cannot be forwarded: ${err.code ?? err.message}`, this.svc.name, [
+    sendProblem(this.req, this, statusForFailure(c.reason), 'Bad Gateway', `${name} unreachable: ${c.cause}`, name, [
       'x-request-id',
       this.requestId,
     ]);
   }
 
-  private readonly onClientClose = (): void => {
-    const { res } = this;
-    if (!res.writableFinished) {
+  onUpstreamResponse(proxyRes: IncomingMessage): void {
+    this.proxyRes = proxyRes;
+    const req = this.req;
+    if (this.decided) {
+      proxyRes.destroy();
+      return;
+    }
+    const svc = this.svc;
+    const status = proxyRes.statusCode ?? 502;
+    if (isFailureStatus(svc.failureStatuses, status)) this.fail('status', `status ${status}`, undefined);
+    // From here the timer measures body idleness (a stalled body ends the exchange).
+    this.timedOut = false;
+    if (svc.bodyIdleTimeoutMs !== svc.timeoutMs) this.proxyReq?.setTimeout(svc.bodyIdleTimeoutMs);
+    const trailers =
+      proxyRes.headers.trailer !== undefined &&
+      proxyRes.headers['content-length'] === undefined &&
+      req.httpVersion === '1.1' &&
+      req.method !== 'HEAD';
+    this.trailers = trailers;
+    if (this.owner!.draining) this.shouldKeepAlive = false;
+    this.writeHead(
+      status,
+      proxyRes.statusMessage,
+      responseHeaders(proxyRes.rawHeaders, proxyRes.headers.connection, this.requestId, trailers),
+    );
+    proxyRes.on('close', () => this.onUpstreamClose(proxyRes));
+    proxyRes.pipe(this, { end: false });
+  }
+
+  onUpstreamEnd(proxyRes: IncomingMessage): void {
+    if (proxyRes !== this.proxyRes || !proxyRes.complete || this.writableEnded) return;
+    if (this.trailers && proxyRes.rawTrailers.length > 0) this.addTrailers(pairs(proxyRes.rawTrailers));
+    this.end();
+    if (!this.decided) {
+      this.decided = true;
+      this.breaker!.success(this.ticket);
+    }
+  }
+
+  private onUpstreamClose(proxyRes: IncomingMessage): void {
+    if (proxyRes.complete) return;
+    // Upstream reset mid-body (or the body stalled): the client must not hang.
+    if (!this.decided && !this.destroyed) {
+      const cause = this.timedOut
+        ? `response body stalled for ${formatDuration(this.svc.bodyIdleTimeoutMs)}`
+        : 'connection reset during response body';
+      this.fail('reset', cause, this.timedOut ? 'ETIMEDOUT' : 'ECONNRESET');
+    }
+    this.destroy();
+  }
+
+  /** The upstream request could not even be built: answer 400, neither success nor failure. */
+  refuse(err: NodeJS.ErrnoException): void {
+    this.abandon();
+    this.proxyReq?.destroy();
+    sendProblem(this.req, this, 400, 'Bad Request', `request cannot be forwarded: ${err.code ?? err.message}`, this.svc.name, [
+      'x-request-id',
+      this.requestId,
+    ]);
+  }
+
+  onClientClose(): void {
+    if (!this.writableFinished) {
       // The client left (http-proxy #1586): abort upstream so no socket leaks.
       if (!this.decided) this.abandon();
       this.proxyReq?.destroy();
       this.proxyRes?.destroy();
     }
-    // The exchange is itself the `completed` event: no second object per request.
-    this.status = this.outcome === 'abandoned' ? CLIENT_CLOSED : res.statusCode;
+    this.status = this.outcome === 'abandoned' ? CLIENT_CLOSED : this.statusCode;
     this.durationSeconds = (performance.now() - this.started) / 1000;
-    this.owner.emit('completed', this);
-  };
+    this.owner!.emit('completed', this);
+  }
 
   get service(): string {
-    return this.breaker.config.name;
+    return this.svc.name;
   }
 
   get method(): string {
@@ -256,13 +272,13 @@ class Exchange implements ForwardSink, Completed {
   private fail(reason: 'connect' | 'timeout' | 'reset' | 'status', cause: string, code: string | undefined): void {
     this.decided = true;
     this.outcome = 'failure';
-    this.breaker.failure(this.ticket, reason, cause, code, this.requestId);
+    this.breaker!.failure(this.ticket, reason, cause, code, this.requestId);
   }
 
   private abandon(): void {
     this.decided = true;
     this.outcome = 'abandoned';
-    this.breaker.abandon(this.ticket);
+    this.breaker!.abandon(this.ticket);
   }
 }
 

@@ -88,6 +88,16 @@ describe('fault injection', () => {
     assert.equal(json(r).detail, 'product timed out after 200ms');
   });
 
+  test('the header timeout also holds on a pooled keep-alive socket', async () => {
+    reset();
+    assert.equal((await request(p.port, '/svc/product/ok')).status, 200);
+    const before = up.connections;
+    const r = await request(p.port, '/svc/product/hang');
+    assert.equal(r.status, 504);
+    assert.equal(json(r).detail, 'product timed out after 200ms');
+    assert.equal(up.connections, before, 'the hanging request went out on the pooled socket');
+  });
+
   test('a body trickling slowly is not cut by the header timeout', async () => {
     reset();
     const r = await request(p.port, '/svc/product/trickle');
