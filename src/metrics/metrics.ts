@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
 import {
   FAILURE_REASONS,
   STATE_VALUE,
@@ -8,6 +8,7 @@ import {
   type ServiceBreaker,
 } from '../breaker/index.js';
 import type { Completed, ProxyHandler } from '../proxy/handler.js';
+import { LatencyHistogram, type LatencyCell } from './latency.js';
 
 /** Latency buckets (seconds): few on purpose, each costs a comparison per request. */
 const DURATION_BUCKETS = [0.005, 0.025, 0.1, 0.5, 2.5, 10];
@@ -21,10 +22,16 @@ const TRANSITIONS: ReadonlyArray<readonly [BreakerState, BreakerState]> = [
   ['open', 'closed'],
 ];
 
+/**
+ * One service's series. What every request touches is plain numbers (counts by status code not yet
+ * handed to prom-client, the latency cell, rejections not yet handed over); prom-client gets them
+ * when scraped. A prom-client child would hash its label set on every `inc`/`observe`.
+ */
 interface ServiceSeries {
-  readonly requests: Map<number, Counter.Internal>;
-  readonly duration: Histogram.Internal<'service'>;
-  readonly rejected: Counter.Internal;
+  /** Requests by status code since the last scrape. */
+  readonly pendingCodes: Map<number, number>;
+  readonly latency: LatencyCell;
+  pendingRejected: number;
   readonly failures: Map<FailureReason, Counter.Internal>;
 }
 
@@ -36,7 +43,7 @@ export class ProxyMetrics {
   readonly registry = new Registry();
   private readonly series = new Map<string, ServiceSeries>();
   private readonly requests: Counter<'service' | 'code'>;
-  private readonly duration: Histogram<'service'>;
+  private readonly duration: LatencyHistogram;
   private readonly rejected: Counter<'service'>;
   private readonly failures: Counter<'service' | 'reason'>;
   private readonly opens: Counter<'service'>;
@@ -66,11 +73,18 @@ export class ProxyMetrics {
       (b) => b.nextProbeAt / 1000,
     );
     this.opens = new Counter({ name: 'circuit_breaker_open_total', help: 'Times the circuit opened.', labelNames: ['service'], registers });
+    const series = this.series;
     this.rejected = new Counter({
       name: 'circuit_breaker_rejected_total',
       help: 'Requests answered 503 without contacting the upstream.',
       labelNames: ['service'],
       registers,
+      collect() {
+        for (const [service, s] of series) {
+          if (s.pendingRejected > 0) this.inc({ service }, s.pendingRejected);
+          s.pendingRejected = 0;
+        }
+      },
     });
     this.failures = new Counter({
       name: 'circuit_breaker_failures_total',
@@ -89,14 +103,23 @@ export class ProxyMetrics {
       help: 'Requests by service and status code sent to the client (499: client left first).',
       labelNames: ['service', 'code'],
       registers,
+      collect() {
+        for (const [service, s] of series) {
+          for (const [code, n] of s.pendingCodes) {
+            if (n === 0) continue;
+            this.inc({ service, code: String(code) }, n);
+            s.pendingCodes.set(code, 0);
+          }
+        }
+      },
     });
-    this.duration = new Histogram({
-      name: 'proxy_request_duration_seconds',
-      help: 'Time from request to the end of the response.',
-      labelNames: ['service'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
+    this.duration = new LatencyHistogram(
+      'proxy_request_duration_seconds',
+      'Time from request to the end of the response.',
+      'service',
+      DURATION_BUCKETS,
+    );
+    this.registry.registerMetric(this.duration as unknown as Metric);
     this.unrouted = new Counter({
       name: 'proxy_unrouted_requests_total',
       help: 'Requests that named no configured service (400, 404, 414).',
@@ -129,23 +152,17 @@ export class ProxyMetrics {
   private onCompleted(c: Completed): void {
     const s = this.series.get(c.service);
     if (s === undefined) return; // removed by a reload while in flight: no new series
-    let counter = s.requests.get(c.status);
-    if (counter === undefined) {
-      counter = this.requests.labels(c.service, String(c.status));
-      s.requests.set(c.status, counter);
-    }
-    counter.inc();
-    s.duration.observe(c.durationSeconds);
-    if (c.outcome === 'rejected') s.rejected.inc();
+    s.pendingCodes.set(c.status, (s.pendingCodes.get(c.status) ?? 0) + 1);
+    s.latency.observe(c.durationSeconds);
+    if (c.outcome === 'rejected') s.pendingRejected += 1;
   }
 
   private add(name: string): void {
     if (this.series.has(name)) this.remove(name);
-    const requests = new Map<number, Counter.Internal>();
+    const pendingCodes = new Map<number, number>();
     for (const code of INITIAL_CODES) {
-      const c = this.requests.labels(name, String(code));
-      c.inc(0);
-      requests.set(code, c);
+      this.requests.labels(name, String(code)).inc(0);
+      pendingCodes.set(code, 0);
     }
     const failures = new Map<FailureReason, Counter.Internal>();
     for (const reason of FAILURE_REASONS) {
@@ -155,16 +172,14 @@ export class ProxyMetrics {
     }
     this.opens.labels(name).inc(0);
     for (const [from, to] of TRANSITIONS) this.transitions.labels(name, from, to).inc(0);
-    const rejected = this.rejected.labels(name);
-    rejected.inc(0);
-    this.duration.zero({ service: name });
-    this.series.set(name, { requests, duration: this.duration.labels(name), rejected, failures });
+    this.rejected.labels(name).inc(0);
+    this.series.set(name, { pendingCodes, latency: this.duration.create(name), pendingRejected: 0, failures });
   }
 
   private remove(name: string): void {
     const s = this.series.get(name);
     if (s === undefined) return;
-    for (const code of s.requests.keys()) this.requests.remove(name, String(code));
+    for (const code of s.pendingCodes.keys()) this.requests.remove(name, String(code));
     for (const reason of FAILURE_REASONS) this.failures.remove(name, reason);
     for (const [from, to] of TRANSITIONS) this.transitions.remove(name, from, to);
     this.opens.remove(name);
