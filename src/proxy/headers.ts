@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
  * `proxy-authorization` is meant for a proxy, never for the upstream; `expect` was already
  * answered by Node (100 Continue); `trailer` in a request crashes http-proxy 1.18.1 (#1647).
  */
-const HOP_BY_HOP = new Set([
+const HOP_BY_HOP: readonly string[] = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -15,8 +15,16 @@ const HOP_BY_HOP = new Set([
   'upgrade',
   'proxy-authorization',
   'expect',
-]);
+];
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'x-request-id']);
+/**
+ * Lengths of every name the response filter may drop (the set above and `trailer`): a raw header
+ * name of any other length is kept without being lower-cased. Names a `Connection` header lists
+ * are checked whatever their length.
+ */
+const RESPONSE_DROP_LENGTHS = new Set([...RESPONSE_HOP_BY_HOP, 'trailer'].map((n) => n.length));
+/** `Connection` values that name no header of their own beyond the hop-by-hop ones. */
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
 /** Headers a `Connection:` list may not remove: framing and routing stay ours. */
 const PROTECTED = new Set(['host', 'content-length', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
@@ -83,12 +91,15 @@ export function prepareRequestHeaders(h: IncomingHttpHeaders, requestId: string,
  * trailers will really be forwarded, and our `X-Request-Id` is appended.
  */
 export function responseHeaders(raw: readonly string[], connection: string | undefined, requestId: string, keepTrailer: boolean): string[] {
-  const named = connection ? new Set(connection.split(',').map((t) => t.trim().toLowerCase())) : undefined;
+  const named =
+    connection && !PLAIN_CONNECTION.test(connection) ? new Set(connection.split(',').map((t) => t.trim().toLowerCase())) : undefined;
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (RESPONSE_HOP_BY_HOP.has(lower) || (lower === 'trailer' && !keepTrailer) || named?.has(lower)) continue;
+    if (named !== undefined || RESPONSE_DROP_LENGTHS.has(name.length)) {
+      const lower = name.toLowerCase();
+      if (RESPONSE_HOP_BY_HOP.has(lower) || (lower === 'trailer' && !keepTrailer) || named?.has(lower)) continue;
+    }
     out.push(name, raw[i + 1]!);
   }
   out.push('x-request-id', requestId);

@@ -44,6 +44,16 @@ async function faulty(): Promise<Upstream> {
       res.write('first');
       return; // never more
     }
+    if (path.startsWith('/pauses')) {
+      // Two pauses of 250 ms: each longer than a 100 ms header timeout, shorter than 400 ms.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('a');
+      setTimeout(() => {
+        res.write('b');
+        setTimeout(() => res.end('c'), 250);
+      }, 250);
+      return;
+    }
     if (path.startsWith('/hang')) return;
     res.writeHead(404).end();
   });
@@ -104,6 +114,30 @@ describe('fault injection', () => {
     assert.equal(r.status, 200);
     assert.equal(r.body, 'chunk0\nchunk1\nchunk2\nchunk3\nchunk4\nchunk5\n');
     assert.equal(b().consecutiveFailures, 0);
+  });
+
+  test('pauses in a body longer than the header timeout but within bodyIdleTimeout are not cut', async () => {
+    const q = await startProxy(`defaults: { timeout: 100ms, bodyIdleTimeout: 400ms }\nservices:\n  product:\n    url: ${up.url}\n`);
+    try {
+      const r = await request(q.port, '/svc/product/pauses');
+      assert.equal(r.status, 200);
+      assert.equal(r.body, 'abc');
+      assert.equal(q.proxy.registry.get('product')!.consecutiveFailures, 0);
+    } finally {
+      await q.close();
+    }
+  });
+
+  test('a body idle timeout shorter than the header timeout applies from the first byte', async () => {
+    const q = await startProxy(`defaults: { timeout: 2s, bodyIdleTimeout: 150ms }\nservices:\n  product:\n    url: ${up.url}\n`);
+    try {
+      const started = Date.now();
+      await assert.rejects(request(q.port, '/svc/product/stall'));
+      assert.ok(Date.now() - started < 1500, 'cut at the body idle timeout, not the header timeout');
+      assert.equal(q.proxy.registry.get('product')!.consecutiveFailures, 1);
+    } finally {
+      await q.close();
+    }
   });
 
   test('a body that stalls longer than bodyIdleTimeout ends the exchange (reset)', async () => {
