@@ -103,6 +103,13 @@ describe('response headers', () => {
   test('a name listed in Connection is dropped whatever its length; plain keep-alive/close list nothing', () => {
     const raw = ['Content-Length', '3', 'CONNECTION', 'close', 'X-Long-Hop-By-Hop-Name', 'v', 'Te', 'x'];
     assert.deepEqual(responseHeaders(raw, 'close, X-Long-Hop-By-Hop-Name', 'r', false), ['Content-Length', '3', 'x-request-id', 'r']);
-    assert.deepEqual(responseHeaders(raw, ' Keep-Alive ', 'r', false), ['Content-Length', '3', 'X-Long-Hop-By-Hop-Name', 'v', 'x-request-id', 'r']);
+    assert.deepEqual(responseHeaders(raw, ' Keep-Alive ', 'r', false), [
+      'Content-Length',
+      '3',
+      'X-Long-Hop-By-Hop-Name',
+      'v',
+      'x-request-id',
+      'r',
+    ]);
   });
 });
