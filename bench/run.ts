@@ -6,91 +6,24 @@
  * the same upstream: `product` (closed) and `held` (forced open through the admin API). When
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 10) per round,
- * BENCH_ROUNDS (default 3) alternating rounds of baseline / closed / open. Then: RSS after 30 s at
- * 50 connections, and a 1,000-service config (time to ready, /metrics scrape time, RSS).
+ * BENCH_ROUNDS (default 3) alternating rounds of baseline / closed / open. Then BENCH_PAIRED_ROUNDS
+ * (default 5) paired rounds, baseline and closed loaded at the same time (bench/paired.ts), RSS
+ * after 30 s at 50 connections, and a 1,000-service config (time to ready, /metrics scrape, RSS).
  * Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { firstLine, listeningPorts } from './child.js';
 import { get } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { firstLine, listeningPorts } from './child.js';
+import { pairedRounds } from './paired.js';
+import { CLK_TCK, children, cpuTicks, load, median, ROOT, rssMB, start, TASKSET, WRK, type Load } from './tools.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const RSS_SECONDS = Number(process.env.BENCH_RSS_SECONDS ?? 30);
+const PAIRED_ROUNDS = Number(process.env.BENCH_PAIRED_ROUNDS ?? 5);
 const CONNECTIONS = 50;
-const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const TASKSET = has('taskset') && cpus().length >= 2;
-const WRK = has('wrk') && process.env.BENCH_LOADGEN !== 'autocannon';
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
-const children: ChildProcess[] = [];
-
-function start(core: number, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const cmd = TASKSET ? ['taskset', '-c', String(core), process.execPath, ...args] : [process.execPath, ...args];
-  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return child;
-}
-
-function cpuTicks(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
-}
-function rssMB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Math.round(Number(m?.[1] ?? 0) / 102.4) / 10;
-}
-
-interface Load {
-  requests: number;
-  rps: number;
-  p50ms: number;
-  p99ms: number;
-  non2xx: number;
-}
-
-function parseWrkLatency(s: string): number {
-  const m = /([\d.]+)(us|ms|s)/.exec(s);
-  if (!m) return NaN;
-  const v = Number(m[1]);
-  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
-}
-
-async function load(url: string, seconds: number): Promise<Load> {
-  if (WRK) {
-    const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url];
-    const cmd = TASKSET ? ['taskset', '-c', '1', 'wrk', ...args] : ['wrk', ...args];
-    const out = await run(cmd);
-    const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
-    return {
-      requests,
-      rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
-      p50ms: parseWrkLatency(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ''),
-      p99ms: parseWrkLatency(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ''),
-      non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
-    };
-  }
-  const ac = `${ROOT}node_modules/autocannon/autocannon.js`;
-  const args = [ac, '-c', String(CONNECTIONS), '-d', String(seconds), '--json', url];
-  const out = await run(TASKSET ? ['taskset', '-c', '1', process.execPath, ...args] : [process.execPath, ...args]);
-  const j = JSON.parse(out.slice(out.indexOf('{'))) as any;
-  return { requests: j.requests.total, rps: j.requests.average, p50ms: j.latency.p50, p99ms: j.latency.p99, non2xx: j.non2xx };
-}
-
-function run(cmd: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    c.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd.join(' ')} exited ${code}: ${out}`))));
-  });
-}
 
 interface Measured extends Load {
   cpuUsPerRequest: number;
@@ -113,7 +46,7 @@ function upstreamStats(url: string): Promise<{ connections: number; requests: nu
 async function measure(pid: number, url: string, seconds: number, statsUrl?: string): Promise<Measured> {
   const before = statsUrl ? await upstreamStats(statsUrl) : undefined;
   const t0 = cpuTicks(pid);
-  const l = await load(url, seconds);
+  const l = await load(url, seconds, CONNECTIONS);
   const cpu = ((cpuTicks(pid) - t0) / CLK_TCK) * 1e6;
   const after = statsUrl ? await upstreamStats(statsUrl) : undefined;
   return {
@@ -126,11 +59,6 @@ async function measure(pid: number, url: string, seconds: number, statsUrl?: str
       : {}),
   };
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function main(): Promise<void> {
   process.stdout.write(
@@ -160,7 +88,7 @@ async function main(): Promise<void> {
     open: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/held/items/1` },
   };
   // Warm-up (JIT, pools), not recorded.
-  for (const t of Object.values(targets)) await load(t.url, 2);
+  for (const t of Object.values(targets)) await load(t.url, 2, CONNECTIONS);
 
   const rounds: Record<keyof typeof targets, Measured[]> = { baseline: [], closed: [], open: [] };
   for (let r = 1; r <= ROUNDS; r++) {
@@ -185,6 +113,18 @@ async function main(): Promise<void> {
       },
     ]),
   ) as Record<keyof typeof targets, { rps: number; p50ms: number; p99ms: number; cpuUsPerRequest: number; rssMB: number }>;
+  process.stdout.write(`\npaired: baseline and closed circuit loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
+  const [, pairedClosed] = await pairedRounds(
+    [
+      { name: 'baseline', ...targets.baseline },
+      { name: 'closed', ...targets.closed },
+    ],
+    PAIRED_ROUNDS,
+    5,
+  );
+  process.stdout.write(
+    `CPU per request, baseline / closed: ${pairedClosed!.ratioToFirst.join(' ')} (median ${pairedClosed!.medianRatio})\n`,
+  );
   const openUpstreamConnections = rounds.open.reduce((a, m) => a + (m.upstreamConnections ?? 0) + (m.upstreamRequests ?? 0), 0);
 
   process.stdout.write(`\nRSS after ${RSS_SECONDS}s at ${CONNECTIONS} connections (closed circuit)...\n`);
@@ -232,7 +172,7 @@ async function main(): Promise<void> {
   };
   const result = {
     date: new Date().toISOString(),
-    command: `BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} npm run bench`,
+    command: `BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_PAIRED_ROUNDS=${PAIRED_ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} npm run bench`,
     machine: {
       cpu: cpus()[0]?.model,
       cores: cpus().length,
@@ -243,6 +183,7 @@ async function main(): Promise<void> {
     rounds,
     summary,
     ratios,
+    paired: { rounds: PAIRED_ROUNDS, seconds: 5, closedCpuRatio: pairedClosed!.medianRatio, closed: pairedClosed },
     openUpstreamConnections,
     sustained: { seconds: RSS_SECONDS, rps: Math.round(sustained.rps), rssMB: sustained.rssMB },
     thousandServices: { readyMs, scrapeMs, metricsBytes: seriesBytes, rssMB: bigRss },
@@ -268,6 +209,7 @@ async function main(): Promise<void> {
   process.stdout.write(row('bare http-proxy', summary.baseline, '1.00 (baseline)'));
   process.stdout.write(row('circuit-proxy closed', summary.closed, `${ratios.closedVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
+  process.stdout.write(`paired CPU ratio (baseline / closed, same time, same core): ${pairedClosed!.medianRatio}\n`);
   process.stdout.write(
     `\nopen circuit: ${openUpstreamConnections} upstream connections; after ${RSS_SECONDS}s at 50 connections RSS ${sustained.rssMB} MB\n`,
   );
@@ -296,6 +238,7 @@ Re-run: \`${r.command}\` (defaults: 3 rounds of 10 s, 30 s RSS run).
 | circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
 
+- Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Steadier than the req/s ratio across alternating rounds; the target is defined on req/s.
 - Open circuit: ${r.openUpstreamConnections} upstream connections and requests during all open rounds.
 - Sustained: after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s), RSS ${r.sustained.rssMB} MB.
 - 1,000 services: ready (process start to \`/readyz\` 200) in ${r.thousandServices.readyMs} ms; \`/metrics\` scrape ${r.thousandServices.scrapeMs} ms (median, ${Math.round(r.thousandServices.metricsBytes / 1024)} KiB); RSS ${r.thousandServices.rssMB} MB.

@@ -1,0 +1,85 @@
+/** Process and load-generator helpers shared by the bench scripts. Targets 127.0.0.1 only. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+export const TASKSET = has('taskset') && cpus().length >= 2;
+export const WRK = has('wrk') && process.env.BENCH_LOADGEN !== 'autocannon';
+export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+/** Every child started, so a script can kill what is left when it ends. */
+export const children: ChildProcess[] = [];
+
+/** Starts `node <args>`, pinned to `core` when taskset exists; stdout is piped (JSON log lines). */
+export function start(core: number, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const cmd = TASKSET ? ['taskset', '-c', String(core), process.execPath, ...args] : [process.execPath, ...args];
+  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return child;
+}
+
+/** User + system CPU time of a process, in clock ticks. */
+export function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime
+}
+
+export function rssMB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Math.round(Number(m?.[1] ?? 0) / 102.4) / 10;
+}
+
+export interface Load {
+  requests: number;
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  non2xx: number;
+}
+
+function parseWrkLatency(s: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(s);
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+/** Drives `url` for `seconds` with wrk (one thread) or autocannon, on core 1 when pinning. */
+export async function load(url: string, seconds: number, connections: number): Promise<Load> {
+  if (WRK) {
+    const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url];
+    const cmd = TASKSET ? ['taskset', '-c', '1', 'wrk', ...args] : ['wrk', ...args];
+    const out = await run(cmd);
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+    return {
+      requests,
+      rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
+      p50ms: parseWrkLatency(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ''),
+      p99ms: parseWrkLatency(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ''),
+      non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    };
+  }
+  const ac = `${ROOT}node_modules/autocannon/autocannon.js`;
+  const args = [ac, '-c', String(connections), '-d', String(seconds), '--json', url];
+  const out = await run(TASKSET ? ['taskset', '-c', '1', process.execPath, ...args] : [process.execPath, ...args]);
+  const j = JSON.parse(out.slice(out.indexOf('{'))) as any;
+  return { requests: j.requests.total, rps: j.requests.average, p50ms: j.latency.p50, p99ms: j.latency.p99, non2xx: j.non2xx };
+}
+
+function run(cmd: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    c.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd.join(' ')} exited ${code}: ${out}`))));
+  });
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
