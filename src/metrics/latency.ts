@@ -15,7 +15,11 @@ export class LatencyCell {
   readonly counts: Float64Array;
   sum = 0;
 
-  constructor(private readonly bounds: readonly number[]) {
+  constructor(
+    private readonly bounds: readonly number[],
+    /** The series' own label set, one object for its lifetime (prom-client caches its text by identity). */
+    readonly labels: Readonly<Record<string, string>>,
+  ) {
     this.counts = new Float64Array(bounds.length + 1);
   }
 
@@ -35,25 +39,32 @@ export class LatencyCell {
 
 interface Sample {
   value: number;
-  labels: Record<string, string | number>;
+  labels: Readonly<Record<string, string | number>>;
+  sharedLabels: Readonly<Record<string, string>>;
   metricName: string;
 }
+
+const NO_LABELS = Object.freeze({});
+const INF = Object.freeze({ le: '+Inf' });
 
 export class LatencyHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   private readonly cells = new Map<string, LatencyCell>();
+  private readonly le: ReadonlyArray<Readonly<Record<string, number>>>;
 
   constructor(
     readonly name: string,
     readonly help: string,
     private readonly label: string,
     private readonly bounds: readonly number[],
-  ) {}
+  ) {
+    this.le = bounds.map((b) => Object.freeze({ le: b }));
+  }
 
   /** The cell for `key` (a new, zeroed one replaces any previous). */
   create(key: string): LatencyCell {
-    const cell = new LatencyCell(this.bounds);
+    const cell = new LatencyCell(this.bounds, Object.freeze({ [this.label]: key }));
     this.cells.set(key, cell);
     return cell;
   }
@@ -62,24 +73,35 @@ export class LatencyHistogram {
     this.cells.delete(key);
   }
 
-  /** What a prom-client registry asks every metric for when it is scraped. */
-  get(): { name: string; help: string; type: string; aggregator: string; values: Sample[] } {
+  /**
+   * What a prom-client registry asks for when it renders the text exposition: as prom-client's
+   * Histogram, the series' labels go in `sharedLabels`, whose rendering the registry caches.
+   */
+  getForPromString(): { name: string; help: string; type: string; aggregator: string; values: Sample[] } {
     const values: Sample[] = [];
     const bucket = `${this.name}_bucket`;
-    for (const [key, cell] of this.cells) {
+    const sum = `${this.name}_sum`;
+    const count = `${this.name}_count`;
+    for (const cell of this.cells.values()) {
       let cumulative = 0;
       for (let i = 0; i < this.bounds.length; i++) {
         cumulative += cell.counts[i]!;
-        values.push({ value: cumulative, labels: { le: this.bounds[i]!, [this.label]: key }, metricName: bucket });
+        values.push({ value: cumulative, labels: this.le[i]!, sharedLabels: cell.labels, metricName: bucket });
       }
-      const count = cumulative + cell.counts[this.bounds.length]!;
+      const total = cumulative + cell.counts[this.bounds.length]!;
       values.push(
-        { value: count, labels: { le: '+Inf', [this.label]: key }, metricName: bucket },
-        { value: cell.sum, labels: { [this.label]: key }, metricName: `${this.name}_sum` },
-        { value: count, labels: { [this.label]: key }, metricName: `${this.name}_count` },
+        { value: total, labels: INF, sharedLabels: cell.labels, metricName: bucket },
+        { value: cell.sum, labels: NO_LABELS, sharedLabels: cell.labels, metricName: sum },
+        { value: total, labels: NO_LABELS, sharedLabels: cell.labels, metricName: count },
       );
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  /** The same values with each sample's labels in one object (`getMetricsAsJSON`). */
+  get(): { name: string; help: string; type: string; aggregator: string; values: Array<Omit<Sample, 'sharedLabels'>> } {
+    const data = this.getForPromString();
+    return { ...data, values: data.values.map(({ sharedLabels, labels, ...v }) => ({ ...v, labels: { ...labels, ...sharedLabels } })) };
   }
 
   /** `Registry.resetMetrics()` calls this on every metric. */

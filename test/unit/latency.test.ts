@@ -37,6 +37,19 @@ describe('LatencyHistogram', () => {
     assert.equal(await ours(), await promClients());
   });
 
+  test("JSON values match prom-client's Histogram too (labels in one object)", async () => {
+    const pc = new Registry();
+    const h = new Histogram({ name: 't_seconds', help: 'Test.', labelNames: ['service'], buckets: BOUNDS, registers: [pc] });
+    const registry = new Registry();
+    const l = new LatencyHistogram('t_seconds', 'Test.', 'service', BOUNDS);
+    registry.registerMetric(l as unknown as Metric);
+    h.observe({ service: 'a' }, 0.2);
+    l.create('a').observe(0.2);
+    const strip = (j: any[]) =>
+      j.map((m) => ({ ...m, values: m.values.map((v: any) => ({ value: v.value, labels: v.labels, metricName: v.metricName })) }));
+    assert.deepEqual(strip(await registry.getMetricsAsJSON()), strip(await pc.getMetricsAsJSON()));
+  });
+
   test('remove drops the series; reset zeroes it; create replaces a cell with a zeroed one', async () => {
     const registry = new Registry();
     const h = new LatencyHistogram('t_seconds', 'Test.', 'service', BOUNDS);
