@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { firstLine, listeningPorts } from './child.js';
-import { children, CLK_TCK, cpuTicks, load, median, ROOT, start } from './tools.js';
+import { children, CLK_TCK, cpuTicks, load, median, ROOT, start, type Load } from './tools.js';
 
 export interface PairedTarget {
   readonly name: string;
@@ -43,9 +43,18 @@ const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 /** Loads every target at once for `rounds` rounds of `seconds`; the first target is the reference. */
 export async function pairedRounds(targets: readonly PairedTarget[], rounds: number, seconds: number): Promise<Paired[]> {
   const us: number[][] = targets.map(() => []);
-  for (let r = 0; r < rounds; r++) {
+  for (let r = 0, failed = 0; r < rounds; r++) {
     const before = targets.map((t) => cpuTicks(t.pid));
-    const loads = await Promise.all(targets.map((t) => load(t.url, seconds, CONNECTIONS_EACH)));
+    let loads: Load[];
+    try {
+      loads = await Promise.all(targets.map((t) => load(t.url, seconds, CONNECTIONS_EACH)));
+    } catch (err) {
+      // A load generator that measured nothing spoils the round for all: run it again, twice at most.
+      if (++failed > 2) throw err;
+      process.stderr.write(`paired: round ${r + 1} discarded and repeated: ${(err as Error).message.split('\n')[0]}\n`);
+      r--;
+      continue;
+    }
     targets.forEach((t, i) => {
       const cpuUs = ((cpuTicks(t.pid) - before[i]!) / CLK_TCK) * 1e6;
       us[i]!.push(round1(cpuUs / loads[i]!.requests));

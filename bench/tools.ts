@@ -54,6 +54,7 @@ export async function load(url: string, seconds: number, connections: number): P
     const cmd = TASKSET ? ['taskset', '-c', '1', 'wrk', ...args] : ['wrk', ...args];
     const out = await run(cmd);
     const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+    if (!(requests > 0)) throw new Error(`wrk counted no requests for ${url}:\n${out}`);
     return {
       requests,
       rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
