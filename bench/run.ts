@@ -5,8 +5,8 @@
  * http-proxy 1.18.1, same agent settings), and circuit-proxy (the real CLI) with two services on
  * the same upstream: `product` (closed) and `held` (forced open through the admin API). When
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1.
- * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 10) per round,
- * BENCH_ROUNDS (default 3) alternating rounds of baseline / closed / open. Then BENCH_PAIRED_ROUNDS
+ * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 5) per round,
+ * BENCH_ROUNDS (default 7) alternating rounds of baseline / closed / open. Then BENCH_PAIRED_ROUNDS
  * (default 5) paired rounds, baseline and closed loaded at the same time (bench/paired.ts), RSS
  * after 30 s at 50 connections, and a 1,000-service config (time to ready, /metrics scrape, RSS).
  * Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
@@ -19,8 +19,8 @@ import { firstLine, listeningPorts } from './child.js';
 import { pairedRounds } from './paired.js';
 import { CLK_TCK, children, cpuTicks, load, median, ROOT, rssMB, start, TASKSET, WRK, type Load } from './tools.js';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const RSS_SECONDS = Number(process.env.BENCH_RSS_SECONDS ?? 30);
 const PAIRED_ROUNDS = Number(process.env.BENCH_PAIRED_ROUNDS ?? 5);
 const CONNECTIONS = 50;
@@ -241,7 +241,7 @@ function markdown(r: any, file: string): string {
   return `# Benchmarks
 
 Produced by \`npm run bench\` (bench/run.ts); every figure below comes from \`${file}\`.
-Re-run: \`${r.command}\` (defaults: 3 rounds of 10 s, 30 s RSS run).
+Re-run: \`${r.command}\` (defaults: 7 rounds of 5 s, 5 paired rounds of 5 s, 30 s RSS run).
 
 - Date: ${r.date}
 - Machine: ${r.machine.cpu}, ${r.machine.cores} cores; Node ${r.machine.node}
