@@ -7,8 +7,9 @@
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 5) per round,
  * BENCH_ROUNDS (default 7) alternating rounds of baseline / closed / open. Then BENCH_PAIRED_ROUNDS
- * (default 5) paired rounds, baseline and closed loaded at the same time (bench/paired.ts), RSS
- * after 30 s at 50 connections, and a 1,000-service config (time to ready, /metrics scrape, RSS).
+ * (default 5) paired rounds, baseline and closed loaded at the same time (bench/paired.ts), RSS of
+ * a fresh proxy process after 30 s at 50 connections, and a 1,000-service config (time to ready,
+ * /metrics scrape, RSS).
  * Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -143,10 +144,16 @@ async function main(): Promise<void> {
   );
   const openUpstreamConnections = rounds.open.reduce((a, m) => a + (m.upstreamConnections ?? 0) + (m.upstreamRequests ?? 0), 0);
 
-  process.stdout.write(`\nRSS after ${RSS_SECONDS}s at ${CONNECTIONS} connections (closed circuit)...\n`);
-  const sustained = await measure(cp.pid!, targets.closed.url, RSS_SECONDS);
+  // The RSS target reads "after 30 s at 50 connections": a proxy process of its own, started for
+  // it, not the one that has served every round above.
+  cp.kill('SIGTERM');
+  base.kill('SIGTERM');
+  process.stdout.write(`\nRSS after ${RSS_SECONDS}s at ${CONNECTIONS} connections (closed circuit, fresh process)...\n`);
+  const fresh = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
+  const freshPort = (await listeningPorts(fresh)).port;
+  const sustained = await measure(fresh.pid!, `http://127.0.0.1:${freshPort}/svc/product/items/1`, RSS_SECONDS);
 
-  for (const c of [cp, base, up]) c.kill('SIGTERM');
+  for (const c of [fresh, up]) c.kill('SIGTERM');
 
   process.stdout.write('1,000-service config...\n');
   const many = join(tmpdir(), `circuit-proxy-bench-1000-${process.pid}.yaml`);
@@ -256,7 +263,7 @@ Re-run: \`${r.command}\` (defaults: 7 rounds of 5 s, 5 paired rounds of 5 s, 30 
 
 - Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Steadier than the req/s ratio across alternating rounds; the target is defined on req/s.
 - Open circuit: ${r.openUpstreamConnections} upstream connections and requests during all open rounds.
-- Sustained: after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s), RSS ${r.sustained.rssMB} MB.
+- Sustained: a fresh proxy process after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s): RSS ${r.sustained.rssMB} MB.
 - 1,000 services: ready (process start to \`/readyz\` 200) in ${r.thousandServices.readyMs} ms; \`/metrics\` scrape ${r.thousandServices.scrapeMs} ms (median, ${Math.round(r.thousandServices.metricsBytes / 1024)} KiB); RSS ${r.thousandServices.rssMB} MB.
 
 | target | met |
