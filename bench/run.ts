@@ -7,9 +7,9 @@
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 5) per round,
  * BENCH_ROUNDS (default 7) alternating rounds of baseline / closed / open. Then BENCH_PAIRED_ROUNDS
- * (default 5) paired rounds, baseline and closed loaded at the same time (bench/paired.ts), RSS of
- * a fresh proxy process after 30 s at 50 connections, and a 1,000-service config (time to ready,
- * /metrics scrape, RSS).
+ * (default 5) paired rounds, baseline and closed loaded at the same time (bench/paired.ts), and
+ * closed and open (a second proxy process) likewise; RSS of a fresh proxy process after 30 s at
+ * 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS).
  * Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -142,6 +142,21 @@ async function main(): Promise<void> {
   process.stdout.write(
     `CPU per request, baseline / closed: ${pairedClosed!.ratioToFirst.join(' ')} (median ${pairedClosed!.medianRatio})\n`,
   );
+  // The open path likewise, against the closed one: in a second proxy process, so each path's
+  // CPU time is its own.
+  const cpOpen = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
+  const openPorts = await listeningPorts(cpOpen);
+  const forcedOpen = await fetch(`http://127.0.0.1:${openPorts.adminPort}/breakers/held/open`, {
+    method: 'POST',
+    body: '{"reason":"bench"}',
+  });
+  if (!forcedOpen.ok) throw new Error(`force-open failed: ${forcedOpen.status}`);
+  const openTarget = { name: 'open', pid: cpOpen.pid!, url: `http://127.0.0.1:${openPorts.port}/svc/held/items/1` };
+  await load(openTarget.url, 3, CONNECTIONS); // warm-up, not recorded
+  process.stdout.write(`paired: closed and open circuit (two processes) loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
+  const [, pairedOpen] = await pairedRounds([{ name: 'closed', ...targets.closed }, openTarget], PAIRED_ROUNDS, 5);
+  cpOpen.kill('SIGTERM');
+  process.stdout.write(`CPU per request, closed / open: ${pairedOpen!.ratioToFirst.join(' ')} (median ${pairedOpen!.medianRatio})\n`);
   const openUpstreamConnections = rounds.open.reduce((a, m) => a + (m.upstreamConnections ?? 0) + (m.upstreamRequests ?? 0), 0);
 
   // The RSS target reads "after 30 s at 50 connections": a proxy process of its own, started for
@@ -206,7 +221,14 @@ async function main(): Promise<void> {
     rounds,
     summary,
     ratios,
-    paired: { rounds: PAIRED_ROUNDS, seconds: 5, closedCpuRatio: pairedClosed!.medianRatio, closed: pairedClosed },
+    paired: {
+      rounds: PAIRED_ROUNDS,
+      seconds: 5,
+      closedCpuRatio: pairedClosed!.medianRatio,
+      closed: pairedClosed,
+      openCpuAdvantage: pairedOpen!.medianRatio,
+      open: pairedOpen,
+    },
     openUpstreamConnections,
     sustained: { seconds: RSS_SECONDS, rps: Math.round(sustained.rps), rssMB: sustained.rssMB },
     thousandServices: { readyMs, scrapeMs, metricsBytes: seriesBytes, rssMB: bigRss },
@@ -233,6 +255,7 @@ async function main(): Promise<void> {
   process.stdout.write(row('circuit-proxy closed', summary.closed, `${ratios.closedVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
   process.stdout.write(`paired CPU ratio (baseline / closed, same time, same core): ${pairedClosed!.medianRatio}\n`);
+  process.stdout.write(`paired CPU ratio (closed / open, same time, same core): ${pairedOpen!.medianRatio}\n`);
   process.stdout.write(
     `\nopen circuit: ${openUpstreamConnections} upstream connections; after ${RSS_SECONDS}s at 50 connections RSS ${sustained.rssMB} MB\n`,
   );
@@ -261,7 +284,7 @@ Re-run: \`${r.command}\` (defaults: 7 rounds of 5 s, 5 paired rounds of 5 s, 30 
 | circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
 
-- Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Steadier than the req/s ratio across alternating rounds; the target is defined on req/s.
+- Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Likewise the open circuit (a second proxy process) against the closed one, CPU per request of the closed path divided by the open path's: ${r.paired.open.ratioToFirst.join(', ')}; median **${r.paired.openCpuAdvantage}**. Steadier than req/s ratios across alternating rounds; the targets are defined on req/s.
 - Open circuit: ${r.openUpstreamConnections} upstream connections and requests during all open rounds.
 - Sustained: a fresh proxy process after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s): RSS ${r.sustained.rssMB} MB.
 - 1,000 services: ready (process start to \`/readyz\` 200) in ${r.thousandServices.readyMs} ms; \`/metrics\` scrape ${r.thousandServices.scrapeMs} ms (median, ${Math.round(r.thousandServices.metricsBytes / 1024)} KiB); RSS ${r.thousandServices.rssMB} MB.
