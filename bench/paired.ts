@@ -15,11 +15,10 @@
  * Results go to bench/results/paired-<time>.json. Targets 127.0.0.1 only; stops by itself.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { firstLine, listeningPorts } from './child.js';
-import { children, CLK_TCK, cpuTicks, load, median, ROOT, start, type Load } from './tools.js';
+import { cleanUp, CLK_TCK, cpuTicks, load, median, ROOT, start, tempFile, type Load } from './tools.js';
 
 export interface PairedTarget {
   readonly name: string;
@@ -79,8 +78,10 @@ async function main(dirs: string[]): Promise<void> {
       url: `http://127.0.0.1:${await firstLine(base, (l) => l.port as number | undefined)}/items/1`,
     },
   ];
-  const cfg = join(tmpdir(), `circuit-proxy-paired-${process.pid}.yaml`);
-  writeFileSync(cfg, `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n`);
+  const cfg = tempFile(
+    'paired',
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n`,
+  );
   for (const dir of dirs) {
     const cp = start(0, [join(resolve(dir), 'bin/circuit-proxy.js'), 'serve', '--config', cfg, '--log-level', 'info']);
     const { port } = await listeningPorts(cp);
@@ -114,7 +115,5 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       process.stderr.write(`paired failed: ${(err as Error).stack}\n`);
       process.exitCode = 1;
     })
-    .finally(() => {
-      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    });
+    .finally(cleanUp);
 }

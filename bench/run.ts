@@ -14,11 +14,10 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus } from 'node:os';
 import { firstLine, listeningPorts } from './child.js';
 import { pairedRounds } from './paired.js';
-import { CLK_TCK, children, cpuTicks, load, median, ROOT, rssMB, start, TASKSET, WRK, type Load } from './tools.js';
+import { CLK_TCK, cleanUp, cpuTicks, load, median, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
@@ -86,9 +85,8 @@ async function main(): Promise<void> {
   const upUrl = `http://127.0.0.1:${upPort}`;
   const base = start(0, [`${ROOT}dist/bench/baseline.js`, '0', upUrl]);
   const basePort = await firstLine(base, (l) => l.port as number | undefined);
-  const cfg = join(tmpdir(), `circuit-proxy-bench-${process.pid}.yaml`);
-  writeFileSync(
-    cfg,
+  const cfg = tempFile(
+    'bench',
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n`,
   );
   const cp = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
@@ -171,9 +169,8 @@ async function main(): Promise<void> {
   for (const c of [fresh, up]) c.kill('SIGTERM');
 
   process.stdout.write('1,000-service config...\n');
-  const many = join(tmpdir(), `circuit-proxy-bench-1000-${process.pid}.yaml`);
-  writeFileSync(
-    many,
+  const many = tempFile(
+    'bench-1000',
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n${Array.from({ length: 1000 }, (_, i) => `  svc-${i}:\n    url: http://127.0.0.1:${upPort}/s${i}\n`).join('')}`,
   );
   const t0 = performance.now();
@@ -304,6 +301,4 @@ main()
     process.stderr.write(`bench failed: ${(err as Error).stack}\n`);
     process.exitCode = 1;
   })
-  .finally(() => {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  });
+  .finally(cleanUp);

@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -123,6 +123,7 @@ agent.destroy();
 child.kill('SIGTERM');
 const [code] = (await once(child, 'exit')) as [number];
 upstream.close();
+rmSync(cfg, { force: true });
 
 const after = samples.filter((s) => s.t > WARMUP);
 const base = after[0];

@@ -1,7 +1,8 @@
 /** Process and load-generator helpers shared by the bench scripts. Targets 127.0.0.1 only. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cpus, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -11,6 +12,22 @@ export const WRK = has('wrk') && process.env.BENCH_LOADGEN !== 'autocannon';
 export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 /** Every child started, so a script can kill what is left when it ends. */
 export const children: ChildProcess[] = [];
+
+const tempFiles: string[] = [];
+
+/** Writes a file in the system's temporary directory; {@link cleanUp} removes it. */
+export function tempFile(name: string, text: string): string {
+  const path = join(tmpdir(), `circuit-proxy-${name}-${process.pid}.yaml`);
+  writeFileSync(path, text);
+  tempFiles.push(path);
+  return path;
+}
+
+/** Kills the children still running and removes the temporary files; for a script's `finally`. */
+export function cleanUp(): void {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const f of tempFiles) rmSync(f, { force: true });
+}
 
 /** Starts `node <args>`, pinned to `core` when taskset exists; stdout is piped (JSON log lines). */
 export function start(core: number, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
