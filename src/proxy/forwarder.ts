@@ -18,11 +18,15 @@
  *   outgoing request from the agent's `addRequest`, which Node calls synchronously in the
  *   `ClientRequest` constructor, before any header is written;
  * - an upstream error with no `error` listener throws (its `onError`): every call passes an error
- *   callback, which also spares emitting an event.
+ *   callback, which also spares emitting an event;
+ * - it calls `util._extend`, which prints a deprecation warning on Node >= 22: `./util-extend.js`
+ *   puts back the same function without the warning, before http-proxy is loaded.
  */
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
+// Before http-proxy, which reads util._extend when it loads: no DEP0060 warning on Node >= 22.
+import './util-extend.js';
 import httpProxy from 'http-proxy';
 import type { ServiceConfig } from '../config/types.js';
 

@@ -2,8 +2,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Agent, request as httpRequest, type ServerResponse } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { rawRequest, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+import util from 'node:util';
+import { extend as utilExtend } from '../../src/proxy/util-extend.js';
+import { rawRequest, request, spawnCli, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
 describe('http-proxy 1.18.1 defects', () => {
   let up: Upstream;
@@ -92,9 +97,48 @@ describe('http-proxy 1.18.1 defects', () => {
     assert.ok(up.connections - before <= 2, `${up.connections - before} upstream connections for 1000 requests`);
   });
 
-  test('the error listener checks headersSent: an error after headers does not throw', async () => {
+  test('an upstream error throws without an error listener: errors go to the per-call callback, even after headers', async () => {
     // Mid-body reset after headers went out is the case; the process survived the tests above.
     await assert.rejects(request(p.port, '/svc/product/reset-mid-body'));
     assert.equal((await request(p.port, '/svc/product/x')).status, 200);
+  });
+});
+
+describe('http-proxy 1.18.1 calls util._extend, deprecated at runtime since Node 22 (DEP0060)', () => {
+  test('util._extend is the same function without the warning wrapper once the forwarder is loaded', () => {
+    const extend = (util as unknown as { _extend: (t: object, s: unknown) => object })._extend;
+    assert.equal(extend, utilExtend);
+    class WithInherited {
+      own = 1;
+    }
+    Object.defineProperty(WithInherited.prototype, 'inherited', { value: 2, enumerable: true });
+    assert.deepEqual(extend({ a: 1, b: 1 }, { b: 2, c: 3 }), { a: 1, b: 2, c: 3 });
+    assert.deepEqual(extend({ a: 1 }, new WithInherited()), { a: 1, own: 1 });
+    for (const source of [null, undefined, 'ab', 7]) assert.deepEqual(extend({ a: 1 }, source), { a: 1 });
+  });
+
+  test('the real bin forwards without printing a deprecation warning', async () => {
+    const up = await startUpstream((req, res) => {
+      req.resume();
+      res.end('ok');
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-dep-'));
+    const cfg = join(dir, 'proxy.yaml');
+    writeFileSync(
+      cfg,
+      `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${up.url}\n`,
+    );
+    const cli = spawnCli(['serve', '--config', cfg]);
+    try {
+      const listening = await cli.waitLine((l) => typeof l.msg === 'string' && l.msg.startsWith('circuit-proxy listening'));
+      assert.equal((await request(listening.port as number, '/svc/product/x')).status, 200);
+      cli.child.kill('SIGTERM');
+      assert.equal(await cli.exit, 0);
+      assert.doesNotMatch(cli.stderr, /DeprecationWarning|DEP0060/);
+    } finally {
+      cli.child.kill('SIGKILL');
+      await up.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
