@@ -53,7 +53,8 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
     registry.on('removed', (name) => this.openBodies.delete(name));
   }
 
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+  /** The request listener of a server created with `ServerResponse: ProxyResponse`. */
+  readonly handle = (req: IncomingMessage, res: ProxyResponse): void => {
     if (this.draining) res.shouldKeepAlive = false;
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
     const r = route(req.url ?? '');
@@ -76,14 +77,13 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
     }
     const svc = breaker.config;
     prepareRequestHeaders(req.headers, requestId, req.socket.remoteAddress);
-    const ex = res as ProxyResponse;
-    ex.begin(this, breaker, ticket, requestId, started);
+    res.begin(this, breaker, ticket, requestId, started);
     try {
-      this.forwarder.forward(req, ex, svc, upstreamPath(svc.target.pathname, r.rest, r.query));
+      this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname, r.rest, r.query));
     } catch (err) {
       // Node refused to build the upstream request (e.g. a header value it will not send):
       // the client's fault, not the upstream's, so the breaker is not told.
-      ex.refuse(err as NodeJS.ErrnoException);
+      res.refuse(err as NodeJS.ErrnoException);
     }
   };
 
@@ -214,7 +214,8 @@ export class ProxyResponse extends ServerResponse implements ForwardSink, Comple
   }
 
   onUpstreamEnd(proxyRes: IncomingMessage): void {
-    if (proxyRes !== this.proxyRes || !proxyRes.complete || this.writableEnded) return;
+    // http-proxy also emits `end` at once when the response was already finished (a 504 sent).
+    if (this.writableEnded || !proxyRes.complete) return;
     if (this.trailers && proxyRes.rawTrailers.length > 0) this.addTrailers(pairs(proxyRes.rawTrailers));
     this.end();
     if (!this.decided) {
