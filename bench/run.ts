@@ -12,6 +12,7 @@
  * 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS).
  * Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus } from 'node:os';
@@ -59,6 +60,18 @@ async function settledUpstreamStats(url: string): Promise<{ connections: number;
   throw new Error('upstream still receiving requests 5 s after the previous round ended');
 }
 
+/** circuit-proxy (the real CLI) on core 0 with the bench config, `held` forced open through the admin API. */
+async function startCircuitProxy(cfg: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
+  const { port, adminPort } = await listeningPorts(child);
+  const forced = await fetch(`http://127.0.0.1:${adminPort}/breakers/held/open`, {
+    method: 'POST',
+    body: '{"reason":"bench: fail-fast path"}',
+  });
+  if (!forced.ok) throw new Error(`force-open failed: ${forced.status}`);
+  return { child, port };
+}
+
 async function measure(pid: number, url: string, seconds: number, statsUrl?: string): Promise<Measured> {
   const before = statsUrl ? await settledUpstreamStats(statsUrl) : undefined;
   const t0 = cpuTicks(pid);
@@ -89,13 +102,7 @@ async function main(): Promise<void> {
     'bench',
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n`,
   );
-  const cp = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
-  const { port, adminPort } = await listeningPorts(cp);
-  const forced = await fetch(`http://127.0.0.1:${adminPort}/breakers/held/open`, {
-    method: 'POST',
-    body: '{"reason":"bench: fail-fast path"}',
-  });
-  if (!forced.ok) throw new Error(`force-open failed: ${forced.status}`);
+  const { child: cp, port } = await startCircuitProxy(cfg);
 
   const targets = {
     baseline: { pid: base.pid!, url: `http://127.0.0.1:${basePort}/items/1` },
@@ -142,14 +149,8 @@ async function main(): Promise<void> {
   );
   // The open path likewise, against the closed one: in a second proxy process, so each path's
   // CPU time is its own.
-  const cpOpen = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
-  const openPorts = await listeningPorts(cpOpen);
-  const forcedOpen = await fetch(`http://127.0.0.1:${openPorts.adminPort}/breakers/held/open`, {
-    method: 'POST',
-    body: '{"reason":"bench"}',
-  });
-  if (!forcedOpen.ok) throw new Error(`force-open failed: ${forcedOpen.status}`);
-  const openTarget = { name: 'open', pid: cpOpen.pid!, url: `http://127.0.0.1:${openPorts.port}/svc/held/items/1` };
+  const { child: cpOpen, port: openPort } = await startCircuitProxy(cfg);
+  const openTarget = { name: 'open', pid: cpOpen.pid!, url: `http://127.0.0.1:${openPort}/svc/held/items/1` };
   await load(openTarget.url, 3, CONNECTIONS); // warm-up, not recorded
   process.stdout.write(`paired: closed and open circuit (two processes) loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
   const [, pairedOpen] = await pairedRounds([{ name: 'closed', ...targets.closed }, openTarget], PAIRED_ROUNDS, 5);
@@ -162,8 +163,7 @@ async function main(): Promise<void> {
   cp.kill('SIGTERM');
   base.kill('SIGTERM');
   process.stdout.write(`\nRSS after ${RSS_SECONDS}s at ${CONNECTIONS} connections (closed circuit, fresh process)...\n`);
-  const fresh = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
-  const freshPort = (await listeningPorts(fresh)).port;
+  const { child: fresh, port: freshPort } = await startCircuitProxy(cfg);
   const sustained = await measure(fresh.pid!, `http://127.0.0.1:${freshPort}/svc/product/items/1`, RSS_SECONDS);
 
   for (const c of [fresh, up]) c.kill('SIGTERM');
