@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { BreakerRegistry, type ReconcileResult } from './breaker/index.js';
 import type { Config } from './config/types.js';
 import { ConfigError } from './errors.js';
@@ -155,7 +155,7 @@ export class CircuitProxy {
   }
 }
 
-function listenOn(server: Server<typeof IncomingMessage, typeof ProxyResponse> | Server, port: number, host: string): Promise<void> {
+function listenOn(server: NetServer, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
