@@ -210,7 +210,25 @@ export class ProxyResponse extends ServerResponse implements ForwardSink, Comple
       responseHeaders(proxyRes.rawHeaders, proxyRes.headers.connection, this.requestId, trailers),
     );
     proxyRes.on('close', () => this.onUpstreamClose(proxyRes));
-    proxyRes.pipe(this, { end: false });
+    // Not proxyRes.pipe(this): setting up and tearing down a pipe's listeners on both streams is
+    // about 5% of a small request's CPU. Back-pressure as pipe keeps it: see awaitDrain.
+    proxyRes.on('data', (chunk: Buffer) => {
+      if (!this.write(chunk)) this.awaitDrain(proxyRes);
+    });
+  }
+
+  /**
+   * The client is not keeping up: stop reading the upstream until the client's buffer drains.
+   * The wait is the client's doing, so the body idle timer is off meanwhile: a slow reader must
+   * not count as a stalled upstream against the breaker.
+   */
+  private awaitDrain(proxyRes: IncomingMessage): void {
+    proxyRes.pause();
+    this.proxyReq?.setTimeout(0);
+    this.once('drain', () => {
+      this.proxyReq?.setTimeout(this.svc.bodyIdleTimeoutMs);
+      proxyRes.resume();
+    });
   }
 
   onUpstreamEnd(proxyRes: IncomingMessage): void {

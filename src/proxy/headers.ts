@@ -86,6 +86,15 @@ export function prepareRequestHeaders(h: IncomingHttpHeaders, requestId: string,
 }
 
 /**
+ * Whether a request has a body, from its prepared framing headers: none without
+ * `Transfer-Encoding` and with no or a zero `Content-Length` (RFC 9112 §6.3; Node's parser agrees).
+ */
+export function hasBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
  * Filters an upstream response's raw header list (names as sent, duplicates kept) for the client:
  * hop-by-hop headers and those named in its `Connection` are dropped, `Trailer` is kept only when
  * trailers will really be forwarded, and our `X-Request-Id` is appended.

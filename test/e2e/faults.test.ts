@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import type { ProxyResponse } from '../../src/proxy/handler.js';
 import { concurrent, json, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
 /** Requests to `/held` wait here until the test releases them. */
@@ -272,5 +273,75 @@ describe('no leaks', () => {
     const start = Date.now();
     while (sockets() > baseline && Date.now() - start < 5000) await new Promise((r) => setTimeout(r, 20));
     assert.ok(sockets() <= baseline, `sockets ${sockets()} > baseline ${baseline}`);
+  });
+});
+
+describe('a client that reads slowly', () => {
+  const TOTAL = 32 * 1024 * 1024;
+  const CHUNK = 64 * 1024;
+  let written = 0;
+  let up: Upstream;
+  before(async () => {
+    up = await startUpstream((req, res) => {
+      req.resume();
+      // 32 MiB in 64 KiB chunks, chunk i filled with the byte i % 251, honouring back-pressure.
+      written = 0;
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(TOTAL) });
+      const more = (): void => {
+        while (written < TOTAL) {
+          const chunk = Buffer.alloc(CHUNK, (written / CHUNK) % 251);
+          written += CHUNK;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+    });
+  });
+  after(() => up.close());
+
+  /** Resolves once the upstream has written nothing more for 250 ms (bounded by 10 s). */
+  async function upstreamStalls(): Promise<void> {
+    let last = -1;
+    let quiet = 0;
+    for (const start = Date.now(); quiet < 10;) {
+      assert.ok(Date.now() - start < 10_000, 'the upstream never stalled');
+      await new Promise((r) => setTimeout(r, 25));
+      quiet = written === last ? quiet + 1 : 0;
+      last = written;
+    }
+  }
+
+  test('holds the upstream back (back-pressure), is not a stalled upstream, and gets every byte', async () => {
+    // bodyIdleTimeout far below the client's pause: a slow reader must not count against the upstream.
+    const p = await startProxy(`defaults: { bodyIdleTimeout: 150ms }\nservices:\n  product:\n    url: ${up.url}\n`);
+    try {
+      let proxied: ProxyResponse | undefined;
+      p.proxy.server.once('request', (_req, res) => (proxied = res));
+      const res = await new Promise<IncomingMessage>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: p.port, path: '/svc/product/big', agent: false }, resolve);
+        req.on('error', reject);
+        req.end();
+      });
+      res.pause();
+      await upstreamStalls(); // the client has read nothing for 250 ms: longer than bodyIdleTimeout
+      assert.ok(written < TOTAL, 'the upstream wrote everything: nothing held it back');
+      assert.ok(proxied!.writableLength < 1024 * 1024, `${proxied!.writableLength} bytes buffered in the proxy`);
+      let received = 0;
+      let wrong = 0;
+      res.on('data', (c: Buffer) => {
+        // Chunk boundaries differ on the way: check each byte's position.
+        for (let i = 0; i < c.length; i += 4096) if (c[i] !== Math.floor((received + i) / CHUNK) % 251) wrong += 1;
+        received += c.length;
+      });
+      res.resume();
+      await once(res, 'end');
+      assert.equal(received, TOTAL);
+      assert.equal(wrong, 0);
+      assert.equal(p.proxy.registry.get('product')!.consecutiveFailures, 0);
+      assert.equal(p.logs.find((l) => (l.level as number) >= 40).length, 0, 'no failure logged');
+    } finally {
+      await p.close();
+    }
   });
 });

@@ -62,6 +62,18 @@ describe('forwarding (SPEC §2)', () => {
     assert.equal(r.headers['x-upstream'], 'echo');
   });
 
+  test('a request without a body reaches the upstream without one, framed as the client framed it', async () => {
+    const get = json(await request(p.port, '/svc/product/x'));
+    assert.equal(get.body, '');
+    assert.equal(get.headers['content-length'], undefined);
+    assert.equal(get.headers['transfer-encoding'], undefined);
+    const post = json(await request(p.port, '/svc/product/x', { method: 'POST', body: '' }));
+    assert.equal(post.method, 'POST');
+    assert.equal(post.body, '');
+    assert.equal(post.headers['content-length'], '0');
+    assert.equal(post.headers['transfer-encoding'], undefined);
+  });
+
   test('a chunked request body (DELETE too) keeps its framing', async () => {
     for (const method of ['POST', 'DELETE']) {
       const body = await new Promise<string>((resolve, reject) => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { acceptableRequestId, prepareRequestHeaders, responseHeaders } from '../../src/proxy/headers.js';
+import { acceptableRequestId, hasBody, prepareRequestHeaders, responseHeaders } from '../../src/proxy/headers.js';
 
 describe('request headers', () => {
   test('hop-by-hop and Connection-named headers are removed; framing is kept', () => {
@@ -33,6 +33,21 @@ describe('request headers', () => {
     const h: Record<string, any> = { 'transfer-encoding': 'chunked' };
     prepareRequestHeaders(h, 'r', '127.0.0.1');
     assert.equal(h['transfer-encoding'], 'chunked');
+  });
+  test('a body is there when chunked or with a non-zero Content-Length, after preparation', () => {
+    const cases: Array<[Record<string, string>, boolean]> = [
+      [{}, false],
+      [{ 'content-length': '0' }, false],
+      [{ 'content-length': '5' }, true],
+      [{ 'content-length': '00' }, true], // unusual spelling: piped, which is always right
+      [{ 'transfer-encoding': 'chunked' }, true],
+      [{ 'transfer-encoding': 'gzip, chunked', 'content-length': '0' }, true],
+    ];
+    for (const [sent, expected] of cases) {
+      const h: Record<string, any> = { host: 'h', ...sent };
+      prepareRequestHeaders(h, 'r', '127.0.0.1');
+      assert.equal(hasBody(h), expected, JSON.stringify(sent));
+    }
   });
   const forwarded: Array<[string, string, Record<string, string>, [string, string, string]]> = [
     [
