@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ServerResponse, type ClientRequest, type IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -7,8 +6,9 @@ import { formatDuration } from '../config/duration.js';
 import { isFailureStatus, type ServiceConfig } from '../config/types.js';
 import { classifyUpstreamError, statusForFailure } from './failure.js';
 import type { ForwardSink, Forwarder } from './forwarder.js';
-import { acceptableRequestId, prepareRequestHeaders, responseHeaders } from './headers.js';
-import { problemBody, sendProblem, sendProblemBody } from './problem.js';
+import { clientRequestId, prepareRequestHeaders, responseHeaders } from './headers.js';
+import { OpenCircuitResponse, sendProblem } from './problem.js';
+import { newRequestId } from './request-id.js';
 import { route, upstreamPath } from './router.js';
 
 /** How a proxied request ended. */
@@ -42,7 +42,7 @@ export const CLIENT_CLOSED = 499;
 export class ProxyHandler extends EventEmitter<ProxyEvents> {
   private readonly registry: BreakerRegistry;
   private readonly forwarder: Forwarder;
-  private readonly openBodies = new Map<string, Buffer>();
+  private readonly openResponses = new Map<string, OpenCircuitResponse>();
   /** Set while draining: responses carry `Connection: close`. */
   draining = false;
 
@@ -50,13 +50,13 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
     super();
     this.registry = registry;
     this.forwarder = forwarder;
-    registry.on('removed', (name) => this.openBodies.delete(name));
+    registry.on('removed', (name) => this.openResponses.delete(name));
   }
 
   /** The request listener of a server created with `ServerResponse: ProxyResponse`. */
   readonly handle = (req: IncomingMessage, res: ProxyResponse): void => {
     if (this.draining) res.shouldKeepAlive = false;
-    const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID();
+    const requestId = clientRequestId(req.rawHeaders) ?? newRequestId();
     const r = route(req.url ?? '');
     if (!r.ok) {
       sendProblem(req, res, r.status, r.title, r.detail, undefined, ['x-request-id', requestId]);
@@ -89,12 +89,12 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> {
 
   private reject(req: IncomingMessage, res: ServerResponse, breaker: ServiceBreaker, requestId: string, started: number): void {
     const name = breaker.name;
-    let body = this.openBodies.get(name);
-    if (body === undefined) {
-      body = problemBody(503, 'Circuit open', `Circuit open for ${name}`, name);
-      this.openBodies.set(name, body);
+    let open = this.openResponses.get(name);
+    if (open === undefined) {
+      open = new OpenCircuitResponse(name);
+      this.openResponses.set(name, open);
     }
-    sendProblemBody(req, res, 503, body, ['retry-after', String(breaker.retryAfterSeconds()), 'x-request-id', requestId]);
+    open.send(req, res, breaker.retryAfterSeconds(), requestId);
     this.emit('completed', {
       service: name,
       status: 503,

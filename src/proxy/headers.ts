@@ -36,6 +36,22 @@ export function acceptableRequestId(value: string | string[] | undefined): strin
   return typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined;
 }
 
+/**
+ * The client's `X-Request-Id` read from the raw header list (so a request answered without being
+ * forwarded never builds `req.headers`): acceptable and sent once, else undefined.
+ */
+export function clientRequestId(raw: readonly string[]): string | undefined {
+  let found: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 12 && name.toLowerCase() === 'x-request-id') {
+      if (found !== undefined) return undefined; // sent twice: Node would join them, with a space
+      found = raw[i + 1]!;
+    }
+  }
+  return acceptableRequestId(found);
+}
+
 export function isLoopback(address: string | undefined): boolean {
   if (!address) return false;
   return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');

@@ -32,6 +32,31 @@ export function sendProblemBody(
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
+/**
+ * The open circuit's 503 (SPEC §3), sent over and over: body and header list are built once per
+ * service, and only `Retry-After` and `X-Request-Id` are filled in per response (Node reads the
+ * list synchronously in `writeHead` and keeps no reference to it).
+ */
+export class OpenCircuitResponse {
+  private readonly body: Buffer;
+  private readonly headers: string[];
+
+  constructor(service: string) {
+    this.body = problemBody(503, 'Circuit open', `Circuit open for ${service}`, service);
+    const length = String(this.body.length);
+    this.headers = ['content-type', 'application/problem+json', 'content-length', length, 'cache-control', 'no-store'];
+    this.headers.push('retry-after', '', 'x-request-id', '');
+  }
+
+  send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
+    const h = this.headers;
+    h[7] = String(retryAfterSeconds);
+    h[9] = requestId;
+    res.writeHead(503, h);
+    res.end(req.method === 'HEAD' ? undefined : this.body);
+  }
+}
+
 export function sendProblem(
   req: IncomingMessage,
   res: ServerResponse,

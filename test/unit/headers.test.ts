@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { acceptableRequestId, hasBody, prepareRequestHeaders, responseHeaders } from '../../src/proxy/headers.js';
+import { acceptableRequestId, clientRequestId, hasBody, prepareRequestHeaders, responseHeaders } from '../../src/proxy/headers.js';
+import { newRequestId } from '../../src/proxy/request-id.js';
 
 describe('request headers', () => {
   test('hop-by-hop and Connection-named headers are removed; framing is kept', () => {
@@ -77,6 +78,25 @@ describe('request headers', () => {
     assert.equal(acceptableRequestId('x'.repeat(201)), undefined);
     assert.equal(acceptableRequestId(['a', 'b']), undefined);
     assert.equal(acceptableRequestId(undefined), undefined);
+  });
+
+  test("the client's request id is read from the raw headers: any case, sent once, acceptable", () => {
+    assert.equal(clientRequestId(['Host', 'h', 'X-Request-ID', 'abc-1']), 'abc-1');
+    assert.equal(clientRequestId(['x-request-id', 'abc-1', 'Accept', '*/*']), 'abc-1');
+    assert.equal(clientRequestId(['Host', 'h']), undefined);
+    assert.equal(clientRequestId(['x-request-id', 'a', 'X-Request-Id', 'a']), undefined, 'sent twice');
+    assert.equal(clientRequestId(['x-request-id', 'a b']), undefined);
+    assert.equal(clientRequestId(['x-request-ix', 'abc']), undefined);
+  });
+
+  test('generated request ids are version 4 UUIDs, distinct across pool refills', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const id = newRequestId();
+      assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      seen.add(id);
+    }
+    assert.equal(seen.size, 2000);
   });
 });
 
