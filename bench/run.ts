@@ -5,11 +5,11 @@
  * http-proxy 1.18.1, same agent settings), and circuit-proxy (the real CLI) with two services on
  * the same upstream: `product` (closed) and `held` (forced open through the admin API). When
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1.
- * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 5) per round,
- * BENCH_ROUNDS (default 7) alternating rounds of baseline / closed / open. Then BENCH_PAIRED_ROUNDS
- * (default 5) paired rounds, baseline and closed loaded at the same time (bench/paired.ts), and
- * closed and open (a second proxy process) likewise; RSS of a fresh proxy process after 30 s at
- * 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS).
+ * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 4) per round,
+ * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / open, every other round in
+ * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
+ * at the same time (bench/paired.ts), and closed and open (a second proxy process) likewise; RSS
+ * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS).
  * Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -20,8 +20,8 @@ import { firstLine, listeningPorts } from './child.js';
 import { pairedRounds } from './paired.js';
 import { CLK_TCK, cleanUp, cpuTicks, load, median, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const RSS_SECONDS = Number(process.env.BENCH_RSS_SECONDS ?? 30);
 const PAIRED_ROUNDS = Number(process.env.BENCH_PAIRED_ROUNDS ?? 5);
 const CONNECTIONS = 50;
@@ -113,8 +113,10 @@ async function main(): Promise<void> {
   for (const t of Object.values(targets)) await load(t.url, 2, CONNECTIONS);
 
   const rounds: Record<keyof typeof targets, Measured[]> = { baseline: [], closed: [], open: [] };
+  const order = ['baseline', 'closed', 'open'] as const;
   for (let r = 1; r <= ROUNDS; r++) {
-    for (const name of ['baseline', 'closed', 'open'] as const) {
+    // ABBA: every other round runs in reverse, so a drift in machine speed favours no target.
+    for (const name of r % 2 === 1 ? order : [...order].reverse()) {
       const t = targets[name];
       const m = await measure(t.pid, t.url, SECONDS, name === 'open' ? `${upUrl}/__stats` : undefined);
       rounds[name].push(m);
@@ -268,7 +270,7 @@ function markdown(r: any, file: string): string {
   return `# Benchmarks
 
 Produced by \`npm run bench\` (bench/run.ts); every figure below comes from \`${file}\`.
-Re-run: \`${r.command}\` (defaults: 7 rounds of 5 s, 5 paired rounds of 5 s, 30 s RSS run).
+Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 s RSS run).
 
 - Date: ${r.date}
 - Machine: ${r.machine.cpu}, ${r.machine.cores} cores; Node ${r.machine.node}
