@@ -5,6 +5,11 @@ export function problemBody(status: number, title: string, detail: string, servi
   return Buffer.from(JSON.stringify({ type: 'about:blank', title, status, detail, ...(service ? { service } : {}) }));
 }
 
+/** A problem+json response's header list, `extra` (a flat `[name, value, ...]` list) last. */
+function problemHeaders(body: Buffer, extra: readonly string[]): string[] {
+  return ['content-type', 'application/problem+json', 'content-length', String(body.length), 'cache-control', 'no-store', ...extra];
+}
+
 /**
  * Writes a problem+json response unless headers already went out (then the socket is destroyed,
  * which is the only honest signal left). Extra headers come as a flat `[name, value, ...]` list.
@@ -20,15 +25,7 @@ export function sendProblemBody(
     res.destroy();
     return;
   }
-  res.writeHead(status, [
-    'content-type',
-    'application/problem+json',
-    'content-length',
-    String(body.length),
-    'cache-control',
-    'no-store',
-    ...extra,
-  ]);
+  res.writeHead(status, problemHeaders(body, extra));
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
@@ -43,15 +40,13 @@ export class OpenCircuitResponse {
 
   constructor(service: string) {
     this.body = problemBody(503, 'Circuit open', `Circuit open for ${service}`, service);
-    const length = String(this.body.length);
-    this.headers = ['content-type', 'application/problem+json', 'content-length', length, 'cache-control', 'no-store'];
-    this.headers.push('retry-after', '', 'x-request-id', '');
+    this.headers = problemHeaders(this.body, ['retry-after', '', 'x-request-id', '']);
   }
 
   send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
     const h = this.headers;
-    h[7] = String(retryAfterSeconds);
-    h[9] = requestId;
+    h[h.length - 3] = String(retryAfterSeconds);
+    h[h.length - 1] = requestId;
     res.writeHead(503, h);
     res.end(req.method === 'HEAD' ? undefined : this.body);
   }
