@@ -1,13 +1,7 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
-import {
-  FAILURE_REASONS,
-  STATE_VALUE,
-  type BreakerRegistry,
-  type BreakerState,
-  type FailureReason,
-  type ServiceBreaker,
-} from '../breaker/index.js';
+import { collectDefaultMetrics, Counter, Registry, type Metric } from 'prom-client';
+import { FAILURE_REASONS, STATE_VALUE, type BreakerRegistry, type BreakerState, type ServiceBreaker } from '../breaker/index.js';
 import type { Completed, ProxyHandler } from '../proxy/handler.js';
+import { LabelCache, NO_LABELS, SampledFamily, type Emit, type Labels } from './family.js';
 import { LatencyHistogram, type LatencyCell } from './latency.js';
 
 /** Latency buckets (seconds): few on purpose, each costs a comparison per request. */
@@ -23,17 +17,27 @@ const TRANSITIONS: ReadonlyArray<readonly [BreakerState, BreakerState]> = [
 ];
 
 /**
- * One service's series. What every request touches is plain numbers (counts by status code not yet
- * handed to prom-client, the latency cell, rejections not yet handed over); prom-client gets them
- * when scraped. A prom-client child would hash its label set on every `inc`/`observe`.
+ * One service's series: plain numbers that requests and breaker events bump, read by the
+ * {@link SampledFamily} readers when scraped.
  */
 interface ServiceSeries {
-  /** Requests by status code since the last scrape. */
-  readonly pendingCodes: Map<number, number>;
+  readonly breaker: ServiceBreaker;
+  /** `{ service }`, one object for the series' lifetime (prom-client caches its text by identity). */
+  readonly labels: Labels;
+  /** Requests by status code. */
+  readonly codes: Map<number, number>;
   readonly latency: LatencyCell;
-  pendingRejected: number;
-  readonly failures: Map<FailureReason, Counter.Internal>;
+  rejected: number;
+  opens: number;
+  /** By index in FAILURE_REASONS. */
+  readonly failures: Float64Array;
+  /** By `from>to`; the five that happen exist from the start. */
+  readonly transitions: Map<string, { readonly labels: Labels; count: number }>;
 }
+
+const CODE = new LabelCache('code');
+const REASON = FAILURE_REASONS.map((reason) => Object.freeze({ reason }));
+const REASON_INDEX = new Map(FAILURE_REASONS.map((r, i) => [r, i]));
 
 /**
  * prom-client metrics (SPEC §4), fed only by breaker and proxy events. Per-service series exist
@@ -42,28 +46,22 @@ interface ServiceSeries {
 export class ProxyMetrics {
   readonly registry = new Registry();
   private readonly series = new Map<string, ServiceSeries>();
-  private readonly requests: Counter<'service' | 'code'>;
   private readonly duration: LatencyHistogram;
-  private readonly rejected: Counter<'service'>;
-  private readonly failures: Counter<'service' | 'reason'>;
-  private readonly opens: Counter<'service'>;
-  private readonly transitions: Counter<'service' | 'from' | 'to'>;
   private readonly unrouted: Counter<'code'>;
 
   constructor(breakers: BreakerRegistry, proxy: ProxyHandler, opts: { defaultMetrics?: boolean } = {}) {
-    const registers = [this.registry];
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    const series = this.series;
+    const family = (name: string, help: string, type: 'counter' | 'gauge', read: (emit: Emit) => void, zero?: () => void) =>
+      this.registry.registerMetric(new SampledFamily(name, help, type, read, zero) as unknown as Metric);
     const gauge = (name: string, help: string, value: (b: ServiceBreaker) => number) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['service'],
-        registers,
-        collect() {
-          this.reset();
-          for (const b of breakers.all()) this.set({ service: b.name }, value(b));
-        },
+      family(name, help, 'gauge', (emit) => {
+        for (const s of series.values()) emit(value(s.breaker), NO_LABELS, s.labels);
       });
+    const zeroAll = (zero: (s: ServiceSeries) => void) => () => {
+      for (const s of series.values()) zero(s);
+    };
+
     gauge('circuit_breaker_state', 'Breaker state: 0 closed, 1 open, 2 half-open.', (b) => STATE_VALUE[b.state]);
     gauge('circuit_breaker_consecutive_failures', 'Consecutive failures counted toward the threshold.', (b) => b.consecutiveFailures);
     gauge('circuit_breaker_forced_open', '1 when an operator forced the circuit open.', (b) => (b.forced ? 1 : 0));
@@ -72,47 +70,51 @@ export class ProxyMetrics {
       'Unix time at which an open circuit lets its trial request through; 0 when not open.',
       (b) => b.nextProbeAt / 1000,
     );
-    this.opens = new Counter({ name: 'circuit_breaker_open_total', help: 'Times the circuit opened.', labelNames: ['service'], registers });
-    const series = this.series;
-    this.rejected = new Counter({
-      name: 'circuit_breaker_rejected_total',
-      help: 'Requests answered 503 without contacting the upstream.',
-      labelNames: ['service'],
-      registers,
-      collect() {
-        for (const [service, s] of series) {
-          if (s.pendingRejected > 0) this.inc({ service }, s.pendingRejected);
-          s.pendingRejected = 0;
-        }
+    family(
+      'circuit_breaker_open_total',
+      'Times the circuit opened.',
+      'counter',
+      (emit) => {
+        for (const s of series.values()) emit(s.opens, NO_LABELS, s.labels);
       },
-    });
-    this.failures = new Counter({
-      name: 'circuit_breaker_failures_total',
-      help: 'Upstream failures by reason (connect, timeout, reset, status).',
-      labelNames: ['service', 'reason'],
-      registers,
-    });
-    this.transitions = new Counter({
-      name: 'circuit_breaker_transitions_total',
-      help: 'State transitions.',
-      labelNames: ['service', 'from', 'to'],
-      registers,
-    });
-    this.requests = new Counter({
-      name: 'proxy_requests_total',
-      help: 'Requests by service and status code sent to the client (499: client left first).',
-      labelNames: ['service', 'code'],
-      registers,
-      collect() {
-        for (const [service, s] of series) {
-          for (const [code, n] of s.pendingCodes) {
-            if (n === 0) continue;
-            this.inc({ service, code: String(code) }, n);
-            s.pendingCodes.set(code, 0);
-          }
-        }
+      zeroAll((s) => (s.opens = 0)),
+    );
+    family(
+      'circuit_breaker_rejected_total',
+      'Requests answered 503 without contacting the upstream.',
+      'counter',
+      (emit) => {
+        for (const s of series.values()) emit(s.rejected, NO_LABELS, s.labels);
       },
-    });
+      zeroAll((s) => (s.rejected = 0)),
+    );
+    family(
+      'circuit_breaker_failures_total',
+      'Upstream failures by reason (connect, timeout, reset, status).',
+      'counter',
+      (emit) => {
+        for (const s of series.values()) for (let i = 0; i < REASON.length; i++) emit(s.failures[i]!, REASON[i]!, s.labels);
+      },
+      zeroAll((s) => s.failures.fill(0)),
+    );
+    family(
+      'circuit_breaker_transitions_total',
+      'State transitions.',
+      'counter',
+      (emit) => {
+        for (const s of series.values()) for (const t of s.transitions.values()) emit(t.count, t.labels, s.labels);
+      },
+      zeroAll((s) => s.transitions.forEach((t) => (t.count = 0))),
+    );
+    family(
+      'proxy_requests_total',
+      'Requests by service and status code sent to the client (499: client left first).',
+      'counter',
+      (emit) => {
+        for (const s of series.values()) for (const [code, n] of s.codes) emit(n, CODE.get(code), s.labels);
+      },
+      zeroAll((s) => s.codes.forEach((_n, code) => s.codes.set(code, 0))),
+    );
     this.duration = new LatencyHistogram(
       'proxy_request_duration_seconds',
       'Time from request to the end of the response.',
@@ -124,17 +126,28 @@ export class ProxyMetrics {
       name: 'proxy_unrouted_requests_total',
       help: 'Requests that named no configured service (400, 404, 414).',
       labelNames: ['code'],
-      registers,
+      registers: [this.registry],
     });
 
-    for (const b of breakers.all()) this.add(b.name);
-    breakers.on('added', (svc) => this.add(svc.name));
+    for (const b of breakers.all()) this.add(b);
+    breakers.on('added', (svc) => {
+      const b = breakers.get(svc.name);
+      if (b !== undefined) this.add(b);
+    });
     breakers.on('removed', (name) => this.remove(name));
-    breakers.on('failure', (f) => this.series.get(f.service)?.failures.get(f.reason)?.inc());
+    breakers.on('failure', (f) => {
+      const s = this.series.get(f.service);
+      const i = REASON_INDEX.get(f.reason);
+      if (s !== undefined && i !== undefined) s.failures[i]! += 1;
+    });
     breakers.on('transition', (t) => {
-      if (t.from === t.to || !this.series.has(t.service)) return;
-      if (t.to === 'open') this.opens.labels(t.service).inc();
-      this.transitions.labels(t.service, t.from, t.to).inc();
+      const s = this.series.get(t.service);
+      if (t.from === t.to || s === undefined) return;
+      if (t.to === 'open') s.opens += 1;
+      const key = `${t.from}>${t.to}`;
+      const known = s.transitions.get(key);
+      if (known !== undefined) known.count += 1;
+      else s.transitions.set(key, { labels: Object.freeze({ from: t.from, to: t.to }), count: 1 });
     });
     proxy.on('completed', (c) => this.onCompleted(c));
     proxy.on('unrouted', (code) => this.unrouted.labels(String(code)).inc());
@@ -152,39 +165,30 @@ export class ProxyMetrics {
   private onCompleted(c: Completed): void {
     const s = this.series.get(c.service);
     if (s === undefined) return; // removed by a reload while in flight: no new series
-    s.pendingCodes.set(c.status, (s.pendingCodes.get(c.status) ?? 0) + 1);
+    s.codes.set(c.status, (s.codes.get(c.status) ?? 0) + 1);
     s.latency.observe(c.durationSeconds);
-    if (c.outcome === 'rejected') s.pendingRejected += 1;
+    if (c.outcome === 'rejected') s.rejected += 1;
   }
 
-  private add(name: string): void {
-    if (this.series.has(name)) this.remove(name);
-    const pendingCodes = new Map<number, number>();
-    for (const code of INITIAL_CODES) {
-      this.requests.labels(name, String(code)).inc(0);
-      pendingCodes.set(code, 0);
-    }
-    const failures = new Map<FailureReason, Counter.Internal>();
-    for (const reason of FAILURE_REASONS) {
-      const c = this.failures.labels(name, reason);
-      c.inc(0);
-      failures.set(reason, c);
-    }
-    this.opens.labels(name).inc(0);
-    for (const [from, to] of TRANSITIONS) this.transitions.labels(name, from, to).inc(0);
-    this.rejected.labels(name).inc(0);
-    this.series.set(name, { pendingCodes, latency: this.duration.create(name), pendingRejected: 0, failures });
+  private add(breaker: ServiceBreaker): void {
+    const name = breaker.name;
+    this.remove(name);
+    const latency = this.duration.create(name);
+    const transitions = new Map(TRANSITIONS.map(([from, to]) => [`${from}>${to}`, { labels: Object.freeze({ from, to }), count: 0 }]));
+    this.series.set(name, {
+      breaker,
+      labels: latency.labels,
+      codes: new Map(INITIAL_CODES.map((code) => [code, 0])),
+      latency,
+      rejected: 0,
+      opens: 0,
+      failures: new Float64Array(FAILURE_REASONS.length),
+      transitions,
+    });
   }
 
   private remove(name: string): void {
-    const s = this.series.get(name);
-    if (s === undefined) return;
-    for (const code of s.pendingCodes.keys()) this.requests.remove(name, String(code));
-    for (const reason of FAILURE_REASONS) this.failures.remove(name, reason);
-    for (const [from, to] of TRANSITIONS) this.transitions.remove(name, from, to);
-    this.opens.remove(name);
-    this.rejected.remove(name);
+    if (!this.series.delete(name)) return;
     this.duration.remove(name);
-    this.series.delete(name);
   }
 }
