@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
-import { serviceFingerprint, type Config, type ServiceConfig } from '../config/types.js';
+import { serviceFingerprint, type Config } from '../config/types.js';
 import { ServiceBreaker, type BreakerEvents } from './service-breaker.js';
 
 export interface RegistryEvents extends BreakerEvents {
-  /** A service appeared (startup or reload). */
-  added: [ServiceConfig];
+  /** A service's breaker appeared (startup or reload). */
+  added: [ServiceBreaker];
   /** A service disappeared (reload). */
   removed: [string];
 }
@@ -76,9 +76,10 @@ export class BreakerRegistry extends EventEmitter<RegistryEvents> {
       } else {
         added.push(name);
       }
-      this.breakers.set(name, new ServiceBreaker(svc, this as EventEmitter<BreakerEvents>, this.rotate));
+      const breaker = new ServiceBreaker(svc, this as EventEmitter<BreakerEvents>, this.rotate);
+      this.breakers.set(name, breaker);
       this.fingerprints.set(name, fp);
-      this.emit('added', svc);
+      this.emit('added', breaker);
     }
     return { added, changed, removed, unchanged };
   }

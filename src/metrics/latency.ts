@@ -9,6 +9,8 @@
  * `_count`), so the exposition is the same text.
  */
 
+import { NO_LABELS } from './family.js';
+
 /** One service's observations since startup (or since its series was created by a reload). */
 export class LatencyCell {
   /** Non-cumulative counts; index `bounds.length` holds observations above the top bound. */
@@ -44,7 +46,6 @@ interface Sample {
   metricName: string;
 }
 
-const NO_LABELS = Object.freeze({});
 const INF = Object.freeze({ le: '+Inf' });
 
 export class LatencyHistogram {

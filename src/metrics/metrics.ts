@@ -15,6 +15,8 @@ const TRANSITIONS: ReadonlyArray<readonly [BreakerState, BreakerState]> = [
   ['half_open', 'open'],
   ['open', 'closed'],
 ];
+/** `from>to` -> its `{ from, to }` label object, made once and shared by every service. */
+const TRANSITION_LABELS = new Map(TRANSITIONS.map(([from, to]) => [`${from}>${to}`, Object.freeze({ from, to })]));
 
 /**
  * One service's series: plain numbers that requests and breaker events bump, read by the
@@ -54,13 +56,22 @@ export class ProxyMetrics {
     const series = this.series;
     const family = (name: string, help: string, type: 'counter' | 'gauge', read: (emit: Emit) => void, zero?: () => void) =>
       this.registry.registerMetric(new SampledFamily(name, help, type, read, zero) as unknown as Metric);
-    const gauge = (name: string, help: string, value: (b: ServiceBreaker) => number) =>
-      family(name, help, 'gauge', (emit) => {
-        for (const s of series.values()) emit(value(s.breaker), NO_LABELS, s.labels);
-      });
     const zeroAll = (zero: (s: ServiceSeries) => void) => () => {
       for (const s of series.values()) zero(s);
     };
+    /** A family with one sample per service, labelled by the service only. */
+    const perService = (name: string, help: string, type: 'counter' | 'gauge', value: (s: ServiceSeries) => number, zero?: () => void) =>
+      family(
+        name,
+        help,
+        type,
+        (emit) => {
+          for (const s of series.values()) emit(value(s), NO_LABELS, s.labels);
+        },
+        zero,
+      );
+    const gauge = (name: string, help: string, value: (b: ServiceBreaker) => number) =>
+      perService(name, help, 'gauge', (s) => value(s.breaker));
 
     gauge('circuit_breaker_state', 'Breaker state: 0 closed, 1 open, 2 half-open.', (b) => STATE_VALUE[b.state]);
     gauge('circuit_breaker_consecutive_failures', 'Consecutive failures counted toward the threshold.', (b) => b.consecutiveFailures);
@@ -70,22 +81,18 @@ export class ProxyMetrics {
       'Unix time at which an open circuit lets its trial request through; 0 when not open.',
       (b) => b.nextProbeAt / 1000,
     );
-    family(
+    perService(
       'circuit_breaker_open_total',
       'Times the circuit opened.',
       'counter',
-      (emit) => {
-        for (const s of series.values()) emit(s.opens, NO_LABELS, s.labels);
-      },
+      (s) => s.opens,
       zeroAll((s) => (s.opens = 0)),
     );
-    family(
+    perService(
       'circuit_breaker_rejected_total',
       'Requests answered 503 without contacting the upstream.',
       'counter',
-      (emit) => {
-        for (const s of series.values()) emit(s.rejected, NO_LABELS, s.labels);
-      },
+      (s) => s.rejected,
       zeroAll((s) => (s.rejected = 0)),
     );
     family(
@@ -130,10 +137,7 @@ export class ProxyMetrics {
     });
 
     for (const b of breakers.all()) this.add(b);
-    breakers.on('added', (svc) => {
-      const b = breakers.get(svc.name);
-      if (b !== undefined) this.add(b);
-    });
+    breakers.on('added', (b) => this.add(b));
     breakers.on('removed', (name) => this.remove(name));
     breakers.on('failure', (f) => {
       const s = this.series.get(f.service);
@@ -174,7 +178,7 @@ export class ProxyMetrics {
     const name = breaker.name;
     this.remove(name);
     const latency = this.duration.create(name);
-    const transitions = new Map(TRANSITIONS.map(([from, to]) => [`${from}>${to}`, { labels: Object.freeze({ from, to }), count: 0 }]));
+    const transitions = new Map([...TRANSITION_LABELS].map(([key, labels]) => [key, { labels, count: 0 }]));
     this.series.set(name, {
       breaker,
       labels: latency.labels,
