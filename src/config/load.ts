@@ -30,7 +30,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, o
  * Pure core of {@link loadConfig}: YAML text in, frozen Config out.
  *
  * Two YAML parsers, for speed. A config that loads goes through js-yaml's event parser (a
- * 1,000-service file: ~70 ms, against ~330 ms for the `yaml` library, cold). Anything that does
+ * 1,000-service file: ~75-95 ms, against ~330 ms for the `yaml` library, cold). Anything that does
  * not load cleanly that way (a YAML error, a schema problem, or a construct where the two libraries
  * could read a document differently: see {@link quickLoad}) is parsed again by the `yaml` library,
  * whose document keeps source ranges, so every problem is reported with its line; that path is the
