@@ -10,13 +10,14 @@
  * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
  * at the same time (bench/paired.ts), and closed and open (a second proxy process) likewise; RSS
  * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS).
- * Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
+ * Every Node process runs with circuit-proxy's NODE_FLAGS (bench/tools.ts). Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus } from 'node:os';
 import { firstLine, listeningPorts } from './child.js';
+import { NODE_FLAGS } from '../src/runtime.js';
 import { pairedRounds } from './paired.js';
 import { CLK_TCK, cleanUp, cpuTicks, load, median, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
 
@@ -214,6 +215,7 @@ async function main(): Promise<void> {
       cpu: cpus()[0]?.model,
       cores: cpus().length,
       node: process.version,
+      nodeFlags: NODE_FLAGS.join(' '),
       loadGenerator: WRK ? 'wrk -t1 -c50' : 'autocannon -c 50',
       taskset: TASKSET,
     },
@@ -273,7 +275,7 @@ Produced by \`npm run bench\` (bench/run.ts); every figure below comes from \`${
 Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 s RSS run).
 
 - Date: ${r.date}
-- Machine: ${r.machine.cpu}, ${r.machine.cores} cores; Node ${r.machine.node}
+- Machine: ${r.machine.cpu}, ${r.machine.cores} cores; Node ${r.machine.node}, every Node process started with \`${r.machine.nodeFlags}\` (as circuit-proxy ships: src/runtime.ts)
 - Load: ${r.machine.loadGenerator}, 91-byte JSON body from a keep-alive Node upstream; ${r.machine.taskset ? 'proxies pinned to core 0, upstream and load generator to core 1 (taskset)' : 'no pinning (taskset missing)'}
 - Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / open, every other round in reverse order.
 

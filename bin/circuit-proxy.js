@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --no-memory-reducer
+// The flags are src/runtime.ts's NODE_FLAGS (a test keeps them in step); `env -S` splits them.
 // Runs the compiled CLI. `npm ci` builds dist/ through the `prepare` script.
 import { run } from '../dist/src/cli.js';
 

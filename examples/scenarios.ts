@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLAGS } from '../src/runtime.js';
 import { createMakeOrder } from './make-order/app.js';
 import { DemoService, SERVICE_NAMES } from './demo/services.js';
 
@@ -22,7 +23,7 @@ const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, CB_THRESHOLD: '3', CB_C
 for (const s of services) env[`${s.name.toUpperCase()}_URL`] = `http://127.0.0.1:${s.port}`;
 const proxy = spawn(
   process.execPath,
-  [`${ROOT}bin/circuit-proxy.js`, 'serve', '--port', '0', '--admin-port', '0', '--config', `${ROOT}config/proxy.yaml`],
+  [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--port', '0', '--admin-port', '0', '--config', `${ROOT}config/proxy.yaml`],
   { env, stdio: ['ignore', 'pipe', 'inherit'] },
 );
 const logs: Array<Record<string, unknown>> = [];

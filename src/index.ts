@@ -5,3 +5,4 @@ export { ConfigError, UsageError, CircuitProxyError, ExitCode } from './errors.j
 export type { BreakerSnapshot, BreakerState, FailureReason, TransitionEvent, FailureEvent } from './breaker/index.js';
 export type { Completed, Outcome } from './proxy/handler.js';
 export { createLogger } from './log.js';
+export { NODE_FLAGS } from './runtime.js';

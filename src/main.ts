@@ -4,6 +4,7 @@ import type { Config } from './config/types.js';
 import { ConfigError, ExitCode } from './errors.js';
 import { createLogger } from './log.js';
 import type { LevelWithSilent } from 'pino';
+import { memoryReducerOn } from './runtime.js';
 import { CircuitProxy } from './server.js';
 
 export const DEFAULT_CONFIG = 'config/proxy.yaml';
@@ -59,6 +60,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
         cooldown: formatDuration(s.cooldownMs),
         timeout: formatDuration(s.timeoutMs),
       })),
+      // Off as shipped (src/runtime.ts): on means this node was started without NODE_FLAGS.
+      memoryReducer: memoryReducerOn(),
     },
     `circuit-proxy listening on ${config.listen.host}:${addresses.port} (admin ${config.admin.host}:${addresses.adminPort})`,
   );

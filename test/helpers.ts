@@ -11,9 +11,11 @@ import {
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import { delimiter, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger, type Logger } from '../src/log.js';
+import { NODE_FLAGS } from '../src/runtime.js';
 import { CircuitProxy, type ProxyOptions } from '../src/server.js';
 import type { BreakerState } from '../src/breaker/index.js';
 
@@ -205,13 +207,17 @@ export interface Cli {
   exit: Promise<number | null>;
 }
 
-/** Runs the real `circuit-proxy` bin as a child process, parsing its JSON log lines. */
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Cli {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Runs the real `circuit-proxy` bin as a child process, parsing its JSON log lines: `node
+ * <nodeFlags> bin/circuit-proxy.js`, or with `'shebang'` the bin itself, as `npx circuit-proxy`
+ * runs it (this test's node first on PATH).
+ */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags: readonly string[] | 'shebang' = NODE_FLAGS): Cli {
+  const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
+  const child =
+    nodeFlags === 'shebang'
+      ? spawn(BIN, args, { cwd: ROOT, env: { PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`, ...env }, stdio })
+      : spawn(process.execPath, [...nodeFlags, BIN, ...args], { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio });
   const lines: Array<Record<string, unknown>> = [];
   const bus = new EventEmitter();
   let buf = '';
@@ -264,7 +270,7 @@ export async function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, BIN, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -9,6 +9,7 @@
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLAGS } from '../../src/runtime.js';
 import { createMakeOrder } from '../make-order/app.js';
 import { DemoService, SERVICE_NAMES, type ServiceName } from './services.js';
 
@@ -25,7 +26,7 @@ const env: NodeJS.ProcessEnv = { ...process.env, CB_COOLDOWN_SECONDS: cooldown }
 for (const [name, s] of services) env[`${name.toUpperCase()}_URL`] = `http://127.0.0.1:${s.port}`;
 const proxy = spawn(
   process.execPath,
-  [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', `${ROOT}config/proxy.yaml`, ...process.argv.slice(2)],
+  [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--config', `${ROOT}config/proxy.yaml`, ...process.argv.slice(2)],
   { env, stdio: 'inherit', detached: true },
 ); // own process group: Ctrl-C reaches only us, we forward one SIGTERM
 

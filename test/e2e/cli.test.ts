@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, after } from 'node:test';
+import { NODE_FLAGS } from '../../src/runtime.js';
 import { json, request, runCli, spawnCli, startUpstream } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-cli-'));
@@ -28,6 +29,25 @@ describe('CLI (SPEC §6), the real bin', () => {
     const version = await runCli(['--version']);
     assert.equal(version.code, 0);
     assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  });
+
+  test('node runs with NODE_FLAGS whichever way the bin is started; the listening line says so', async () => {
+    const cfg = file(
+      'flags.yaml',
+      'listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices: {product: {url: "http://127.0.0.1:1"}}\n',
+    );
+    const reducer = async (nodeFlags: readonly string[] | 'shebang'): Promise<unknown> => {
+      const cli = spawnCli(['serve', '--config', cfg], {}, nodeFlags);
+      try {
+        return (await cli.waitLine(listening)).memoryReducer;
+      } finally {
+        cli.child.kill('SIGTERM');
+        await cli.exit;
+      }
+    };
+    assert.equal(await reducer('shebang'), false, 'bin/circuit-proxy.js run directly (npx, PATH)');
+    assert.equal(await reducer(NODE_FLAGS), false, 'node <NODE_FLAGS> bin/circuit-proxy.js (Dockerfile, demo, bench)');
+    assert.equal(await reducer([]), true, 'plain node: reported, not hidden');
   });
 
   test('bad usage exits 2', async () => {

@@ -9,6 +9,7 @@ import { describe, test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { BUILTIN } from '../../src/config/types.js';
+import { NODE_FLAGS } from '../../src/runtime.js';
 import { SERVICE_NAMES } from '../../examples/demo/services.js';
 import { ROOT } from '../helpers.js';
 
@@ -47,9 +48,9 @@ describe('Dockerfile', () => {
     assert.match(arg.args, /^NODE_IMAGE=node:(2[02468])\.\d+\.\d+-(bookworm|trixie)-slim$/);
     assert.equal(runtime.find((i) => i.op === 'USER')?.args, 'node');
     const entry = JSON.parse(runtime.find((i) => i.op === 'ENTRYPOINT')!.args) as string[];
-    assert.deepEqual(entry.slice(0, 3), ['/usr/bin/tini', '--', 'node']);
+    assert.deepEqual(entry.slice(0, 3 + NODE_FLAGS.length), ['/usr/bin/tini', '--', 'node', ...NODE_FLAGS], 'node with NODE_FLAGS');
     // The entrypoint file exists after the build and loads the compiled CLI.
-    const file = entry[3]!.replace('/app/', '');
+    const file = entry[3 + NODE_FLAGS.length]!.replace('/app/', '');
     assert.ok(existsSync(`${ROOT}${file}`), file);
     assert.match(read(file), /\.\.\/dist\/src\/cli\.js/);
     assert.ok(existsSync(`${ROOT}dist/src/cli.js`));
@@ -82,6 +83,10 @@ describe('Dockerfile', () => {
     const lines = read('.dockerignore').split('\n');
     assert.ok(lines.includes('node_modules') && lines.includes('dist'));
   });
+});
+
+test('the bin, run directly, starts node with NODE_FLAGS (shebang; `env -S` splits them)', () => {
+  assert.equal(read('bin/circuit-proxy.js').split('\n')[0], `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
 });
 
 describe('docker-compose.yml', () => {
