@@ -207,6 +207,9 @@ export interface Cli {
   exit: Promise<number | null>;
 }
 
+/** The proxy's "circuit-proxy listening" log line, for {@link Cli.waitLine}. */
+export const listening = (l: Record<string, unknown>): boolean => typeof l.msg === 'string' && l.msg.startsWith('circuit-proxy listening');
+
 /**
  * Runs the real `circuit-proxy` bin as a child process, parsing its JSON log lines: `node
  * <nodeFlags> bin/circuit-proxy.js`, or with `'shebang'` the bin itself, as `npx circuit-proxy`

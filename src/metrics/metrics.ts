@@ -72,6 +72,15 @@ export class ProxyMetrics {
       );
     const gauge = (name: string, help: string, value: (b: ServiceBreaker) => number) =>
       perService(name, help, 'gauge', (s) => value(s.breaker));
+    /** A per-service counter kept in the series' own field. */
+    const counter = (name: string, help: string, field: 'opens' | 'rejected') =>
+      perService(
+        name,
+        help,
+        'counter',
+        (s) => s[field],
+        zeroAll((s) => (s[field] = 0)),
+      );
 
     gauge('circuit_breaker_state', 'Breaker state: 0 closed, 1 open, 2 half-open.', (b) => STATE_VALUE[b.state]);
     gauge('circuit_breaker_consecutive_failures', 'Consecutive failures counted toward the threshold.', (b) => b.consecutiveFailures);
@@ -81,20 +90,8 @@ export class ProxyMetrics {
       'Unix time at which an open circuit lets its trial request through; 0 when not open.',
       (b) => b.nextProbeAt / 1000,
     );
-    perService(
-      'circuit_breaker_open_total',
-      'Times the circuit opened.',
-      'counter',
-      (s) => s.opens,
-      zeroAll((s) => (s.opens = 0)),
-    );
-    perService(
-      'circuit_breaker_rejected_total',
-      'Requests answered 503 without contacting the upstream.',
-      'counter',
-      (s) => s.rejected,
-      zeroAll((s) => (s.rejected = 0)),
-    );
+    counter('circuit_breaker_open_total', 'Times the circuit opened.', 'opens');
+    counter('circuit_breaker_rejected_total', 'Requests answered 503 without contacting the upstream.', 'rejected');
     family(
       'circuit_breaker_failures_total',
       'Upstream failures by reason (connect, timeout, reset, status).',

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, after } from 'node:test';
 import { NODE_FLAGS } from '../../src/runtime.js';
-import { json, request, runCli, spawnCli, startUpstream } from '../helpers.js';
+import { json, listening, request, runCli, spawnCli, startUpstream } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -14,7 +14,6 @@ function file(name: string, text: string): string {
   writeFileSync(path, text);
   return path;
 }
-const listening = (l: Record<string, unknown>): boolean => typeof l.msg === 'string' && l.msg.startsWith('circuit-proxy listening');
 
 describe('CLI (SPEC §6), the real bin', () => {
   test('--help and --version exit 0', async () => {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import util from 'node:util';
 import { extend as utilExtend } from '../../src/proxy/util-extend.js';
-import { rawRequest, request, spawnCli, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+import { listening, rawRequest, request, spawnCli, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
 describe('http-proxy 1.18.1 defects', () => {
   let up: Upstream;
@@ -130,8 +130,8 @@ describe('http-proxy 1.18.1 calls util._extend, deprecated at runtime since Node
     );
     const cli = spawnCli(['serve', '--config', cfg]);
     try {
-      const listening = await cli.waitLine((l) => typeof l.msg === 'string' && l.msg.startsWith('circuit-proxy listening'));
-      assert.equal((await request(listening.port as number, '/svc/product/x')).status, 200);
+      const ready = await cli.waitLine(listening);
+      assert.equal((await request(ready.port as number, '/svc/product/x')).status, 200);
       cli.child.kill('SIGTERM');
       assert.equal(await cli.exit, 0);
       assert.doesNotMatch(cli.stderr, /DeprecationWarning|DEP0060/);

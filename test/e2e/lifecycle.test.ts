@@ -6,11 +6,10 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, after } from 'node:test';
-import { request, spawnCli, startUpstream, type Upstream } from '../helpers.js';
+import { listening, request, spawnCli, startUpstream, type Upstream } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-life-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const listening = (l: Record<string, unknown>): boolean => typeof l.msg === 'string' && l.msg.startsWith('circuit-proxy listening');
 
 async function heldUpstream(): Promise<Upstream & { release(): void }> {
   const held: Array<() => void> = [];
