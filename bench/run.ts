@@ -4,13 +4,15 @@
  * Processes: a keep-alive upstream (bench/upstream.ts), the baseline (bench/baseline.ts: bare
  * http-proxy 1.18.1, same agent settings), and circuit-proxy (the real CLI) with two services on
  * the same upstream: `product` (closed) and `held` (forced open through the admin API). When
- * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1.
+ * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1. The
+ * floor (bench/floor.ts: a bare Node server answering the open circuit's 503) is measured too: it
+ * bounds what the open/closed ratio can be on the machine at hand.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 4) per round,
- * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / open, every other round in
+ * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / open / floor, every other round in
  * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
- * at the same time (bench/paired.ts), and closed and open (a second proxy process) likewise; RSS
+ * at the same time (bench/paired.ts), and closed, open (a second proxy process) and floor likewise; RSS
  * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS).
- * Every Node process runs with circuit-proxy's NODE_FLAGS (bench/tools.ts). Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
+ * Every Node process runs with circuit-proxy's NODE_FLAGS, on this Node or BENCH_NODE (bench/tools.ts). Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,13 +21,15 @@ import { cpus } from 'node:os';
 import { firstLine, listeningPorts } from './child.js';
 import { NODE_FLAGS } from '../src/runtime.js';
 import { pairedRounds } from './paired.js';
-import { CLK_TCK, cleanUp, cpuTicks, load, median, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
+import { CLK_TCK, cleanUp, cpuTicks, load, median, NODE_VERSION, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const RSS_SECONDS = Number(process.env.BENCH_RSS_SECONDS ?? 30);
 const PAIRED_ROUNDS = Number(process.env.BENCH_PAIRED_ROUNDS ?? 5);
 const CONNECTIONS = 50;
+
+const round = (x: number, digits: number): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 interface Measured extends Load {
   cpuUsPerRequest: number;
@@ -99,6 +103,8 @@ async function main(): Promise<void> {
   const upUrl = `http://127.0.0.1:${upPort}`;
   const base = start(0, [`${ROOT}dist/bench/baseline.js`, '0', upUrl]);
   const basePort = await firstLine(base, (l) => l.port as number | undefined);
+  const floor = start(0, [`${ROOT}dist/bench/floor.js`, '0']);
+  const floorPort = await firstLine(floor, (l) => l.port as number | undefined);
   const cfg = tempFile(
     'bench',
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n`,
@@ -109,12 +115,13 @@ async function main(): Promise<void> {
     baseline: { pid: base.pid!, url: `http://127.0.0.1:${basePort}/items/1` },
     closed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/product/items/1` },
     open: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/held/items/1` },
+    floor: { pid: floor.pid!, url: `http://127.0.0.1:${floorPort}/items/1` },
   };
   // Warm-up (JIT, pools), not recorded.
   for (const t of Object.values(targets)) await load(t.url, 2, CONNECTIONS);
 
-  const rounds: Record<keyof typeof targets, Measured[]> = { baseline: [], closed: [], open: [] };
-  const order = ['baseline', 'closed', 'open'] as const;
+  const rounds: Record<keyof typeof targets, Measured[]> = { baseline: [], closed: [], open: [], floor: [] };
+  const order = ['baseline', 'closed', 'open', 'floor'] as const;
   for (let r = 1; r <= ROUNDS; r++) {
     // ABBA: every other round runs in reverse, so a drift in machine speed favours no target.
     for (const name of r % 2 === 1 ? order : [...order].reverse()) {
@@ -131,10 +138,11 @@ async function main(): Promise<void> {
       k,
       {
         rps: Math.round(median(ms.map((m) => m.rps))),
-        p50ms: median(ms.map((m) => m.p50ms)),
-        p99ms: median(ms.map((m) => m.p99ms)),
-        cpuUsPerRequest: median(ms.map((m) => m.cpuUsPerRequest)),
-        rssMB: median(ms.map((m) => m.rssMB)),
+        // Medians of an even count of rounds are means of two: rounded as the rounds are.
+        p50ms: round(median(ms.map((m) => m.p50ms)), 3),
+        p99ms: round(median(ms.map((m) => m.p99ms)), 3),
+        cpuUsPerRequest: round(median(ms.map((m) => m.cpuUsPerRequest)), 1),
+        rssMB: round(median(ms.map((m) => m.rssMB)), 1),
       },
     ]),
   ) as Record<keyof typeof targets, { rps: number; p50ms: number; p99ms: number; cpuUsPerRequest: number; rssMB: number }>;
@@ -155,16 +163,22 @@ async function main(): Promise<void> {
   const { child: cpOpen, port: openPort } = await startCircuitProxy(cfg);
   const openTarget = { name: 'open', pid: cpOpen.pid!, url: `http://127.0.0.1:${openPort}/svc/held/items/1` };
   await load(openTarget.url, 3, CONNECTIONS); // warm-up, not recorded
-  process.stdout.write(`paired: closed and open circuit (two processes) loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
-  const [, pairedOpen] = await pairedRounds([{ name: 'closed', ...targets.closed }, openTarget], PAIRED_ROUNDS, 5);
+  process.stdout.write(
+    `paired: closed circuit, open circuit (a second process) and the floor loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`,
+  );
+  const [, pairedOpen, pairedFloor] = await pairedRounds(
+    [{ name: 'closed', ...targets.closed }, openTarget, { name: 'floor', ...targets.floor }],
+    PAIRED_ROUNDS,
+    5,
+  );
   cpOpen.kill('SIGTERM');
   process.stdout.write(`CPU per request, closed / open: ${pairedOpen!.ratioToFirst.join(' ')} (median ${pairedOpen!.medianRatio})\n`);
+  process.stdout.write(`CPU per request, closed / floor: ${pairedFloor!.ratioToFirst.join(' ')} (median ${pairedFloor!.medianRatio})\n`);
   const openUpstreamConnections = rounds.open.reduce((a, m) => a + (m.upstreamConnections ?? 0) + (m.upstreamRequests ?? 0), 0);
 
   // The RSS target reads "after 30 s at 50 connections": a proxy process of its own, started for
   // it, not the one that has served every round above.
-  cp.kill('SIGTERM');
-  base.kill('SIGTERM');
+  for (const c of [cp, base, floor]) c.kill('SIGTERM');
   process.stdout.write(`\nRSS after ${RSS_SECONDS}s at ${CONNECTIONS} connections (closed circuit, fresh process)...\n`);
   const { child: fresh, port: freshPort } = await startCircuitProxy(cfg);
   const sustained = await measure(fresh.pid!, `http://127.0.0.1:${freshPort}/svc/product/items/1`, RSS_SECONDS);
@@ -197,6 +211,9 @@ async function main(): Promise<void> {
   const ratios = {
     closedVsBaseline: Math.round((summary.closed.rps / summary.baseline.rps) * 1000) / 1000,
     openVsClosed: Math.round((summary.open.rps / summary.closed.rps) * 100) / 100,
+    /** The ceiling of openVsClosed on this machine: a bare Node server answering the same 503. */
+    floorVsClosed: Math.round((summary.floor.rps / summary.closed.rps) * 100) / 100,
+    openVsFloor: Math.round((summary.open.rps / summary.floor.rps) * 1000) / 1000,
   };
   const targetsMet = {
     'closed >= 0.95x baseline rps': ratios.closedVsBaseline >= 0.95,
@@ -210,11 +227,11 @@ async function main(): Promise<void> {
   };
   const result = {
     date: new Date().toISOString(),
-    command: `BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_PAIRED_ROUNDS=${PAIRED_ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} npm run bench`,
+    command: `${process.env.BENCH_NODE ? `BENCH_NODE=${process.env.BENCH_NODE} ` : ''}BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_PAIRED_ROUNDS=${PAIRED_ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} npm run bench`,
     machine: {
       cpu: cpus()[0]?.model,
       cores: cpus().length,
-      node: process.version,
+      node: NODE_VERSION,
       nodeFlags: NODE_FLAGS.join(' '),
       loadGenerator: WRK ? 'wrk -t1 -c50' : 'autocannon -c 50',
       taskset: TASKSET,
@@ -229,6 +246,8 @@ async function main(): Promise<void> {
       closed: pairedClosed,
       openCpuAdvantage: pairedOpen!.medianRatio,
       open: pairedOpen,
+      floorCpuAdvantage: pairedFloor!.medianRatio,
+      floor: pairedFloor,
     },
     openUpstreamConnections,
     sustained: { seconds: RSS_SECONDS, rps: Math.round(sustained.rps), rssMB: sustained.rssMB },
@@ -255,8 +274,13 @@ async function main(): Promise<void> {
   process.stdout.write(row('bare http-proxy', summary.baseline, '1.00 (baseline)'));
   process.stdout.write(row('circuit-proxy closed', summary.closed, `${ratios.closedVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
+  process.stdout.write(row('floor: bare Node 503', summary.floor, `${ratios.floorVsClosed.toFixed(2)}x closed`));
   process.stdout.write(`paired CPU ratio (baseline / closed, same time, same core): ${pairedClosed!.medianRatio}\n`);
   process.stdout.write(`paired CPU ratio (closed / open, same time, same core): ${pairedOpen!.medianRatio}\n`);
+  process.stdout.write(`paired CPU ratio (closed / floor, same time, same core): ${pairedFloor!.medianRatio}\n`);
+  process.stdout.write(
+    `\nopen path: ${ratios.openVsFloor}x the floor's req/s; the floor itself reaches ${ratios.floorVsClosed}x closed, the ceiling of open/closed on this machine and Node\n`,
+  );
   process.stdout.write(
     `\nopen circuit: ${openUpstreamConnections} upstream connections; after ${RSS_SECONDS}s at 50 connections RSS ${sustained.rssMB} MB\n`,
   );
@@ -275,17 +299,19 @@ Produced by \`npm run bench\` (bench/run.ts); every figure below comes from \`${
 Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 s RSS run).
 
 - Date: ${r.date}
-- Machine: ${r.machine.cpu}, ${r.machine.cores} cores; Node ${r.machine.node}, every Node process started with \`${r.machine.nodeFlags}\` (as circuit-proxy ships: src/runtime.ts)
+- Machine: ${r.machine.cpu}, ${r.machine.cores} cores; measured processes on Node ${r.machine.node}, every Node process started with \`${r.machine.nodeFlags}\` (as circuit-proxy ships: src/runtime.ts)
 - Load: ${r.machine.loadGenerator}, 91-byte JSON body from a keep-alive Node upstream; ${r.machine.taskset ? 'proxies pinned to core 0, upstream and load generator to core 1 (taskset)' : 'no pinning (taskset missing)'}
-- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / open, every other round in reverse order.
+- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / open / floor, every other round in reverse order.
 
 | median of ${r.rounds.baseline.length} rounds | req/s | p50 ms | p99 ms | µs CPU/req | RSS MB | ratio |
 | --- | ---: | ---: | ---: | ---: | ---: | --- |
 | bare http-proxy | ${s.baseline.rps} | ${s.baseline.p50ms} | ${s.baseline.p99ms} | ${s.baseline.cpuUsPerRequest} | ${s.baseline.rssMB} | 1.00 (baseline) |
 | circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
+| floor: bare Node server, same 503 | ${s.floor.rps} | ${s.floor.p50ms} | ${s.floor.p99ms} | ${s.floor.cpuUsPerRequest} | ${s.floor.rssMB} | ${r.ratios.floorVsClosed}x closed |
 
-- Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Likewise the open circuit (a second proxy process) against the closed one, CPU per request of the closed path divided by the open path's: ${r.paired.open.ratioToFirst.join(', ')}; median **${r.paired.openCpuAdvantage}**. Steadier than req/s ratios across alternating rounds; the targets are defined on req/s.
+- Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Likewise the open circuit (a second proxy process) against the closed one, CPU per request of the closed path divided by the open path's: ${r.paired.open.ratioToFirst.join(', ')}; median **${r.paired.openCpuAdvantage}**; and the floor (a third process, the same rounds) against the closed circuit: ${r.paired.floor.ratioToFirst.join(', ')}; median **${r.paired.floorCpuAdvantage}**. Steadier than req/s ratios across alternating rounds; the targets are defined on req/s.
+- The floor (bench/floor.ts) is a bare \`http.createServer\` answering the open circuit's 503 with the same headers and body, and nothing else: the most req/s any Node HTTP server gets for that answer. The open path reached **${r.ratios.openVsFloor}x** the floor's req/s; the floor reached **${r.ratios.floorVsClosed}x** the closed circuit's, which bounds open/closed on this machine and Node.
 - Open circuit: ${r.openUpstreamConnections} upstream connections and requests during all open rounds.
 - Sustained: a fresh proxy process after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s): RSS ${r.sustained.rssMB} MB.
 - 1,000 services: ready (process start to \`/readyz\` 200) in ${r.thousandServices.readyMs} ms; \`/metrics\` scrape ${r.thousandServices.scrapeMs} ms (median, ${Math.round(r.thousandServices.metricsBytes / 1024)} KiB); RSS ${r.thousandServices.rssMB} MB.

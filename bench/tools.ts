@@ -10,6 +10,12 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 export const TASKSET = has('taskset') && cpus().length >= 2;
 export const WRK = has('wrk') && process.env.BENCH_LOADGEN !== 'autocannon';
+/**
+ * The Node binary every measured process (upstream, baseline, floor, proxies) runs on: this one,
+ * or BENCH_NODE, e.g. the Node 24 that the Docker image ships (`.ci/other-nodes` caches one).
+ */
+export const NODE = process.env.BENCH_NODE || process.execPath;
+export const NODE_VERSION = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
 export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 /** Every child started, so a script can kill what is left when it ends. */
 export const children: ChildProcess[] = [];
@@ -37,7 +43,7 @@ export function cleanUp(): void {
  * others do not have.
  */
 export function start(core: number, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const node = [process.execPath, ...NODE_FLAGS, ...args];
+  const node = [NODE, ...NODE_FLAGS, ...args];
   const cmd = TASKSET ? ['taskset', '-c', String(core), ...node] : node;
   const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
