@@ -4,7 +4,7 @@ import type { Config } from './config/types.js';
 import { ConfigError, ExitCode } from './errors.js';
 import { createLogger } from './log.js';
 import type { LevelWithSilent } from 'pino';
-import { memoryReducerOn } from './runtime.js';
+import { maxSemiSpaceMB, memoryReducerOn } from './runtime.js';
 import { CircuitProxy } from './server.js';
 
 export const DEFAULT_CONFIG = 'config/proxy.yaml';
@@ -62,6 +62,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
       })),
       // Off as shipped (src/runtime.ts): on means this node was started without NODE_FLAGS.
       memoryReducer: memoryReducerOn(),
+      // 16 as shipped; null means V8 sizes the young generation itself (up to 64 MB on Node 24).
+      maxSemiSpaceMB: maxSemiSpaceMB() ?? null,
     },
     `circuit-proxy listening on ${config.listen.host}:${addresses.port} (admin ${config.admin.host}:${addresses.adminPort})`,
   );

@@ -35,18 +35,20 @@ describe('CLI (SPEC §6), the real bin', () => {
       'flags.yaml',
       'listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices: {product: {url: "http://127.0.0.1:1"}}\n',
     );
-    const reducer = async (nodeFlags: readonly string[] | 'shebang'): Promise<unknown> => {
+    const flags = async (nodeFlags: readonly string[] | 'shebang'): Promise<unknown> => {
       const cli = spawnCli(['serve', '--config', cfg], {}, nodeFlags);
       try {
-        return (await cli.waitLine(listening)).memoryReducer;
+        const line = await cli.waitLine(listening);
+        return { memoryReducer: line.memoryReducer, maxSemiSpaceMB: line.maxSemiSpaceMB };
       } finally {
         cli.child.kill('SIGTERM');
         await cli.exit;
       }
     };
-    assert.equal(await reducer('shebang'), false, 'bin/circuit-proxy.js run directly (npx, PATH)');
-    assert.equal(await reducer(NODE_FLAGS), false, 'node <NODE_FLAGS> bin/circuit-proxy.js (Dockerfile, demo, bench)');
-    assert.equal(await reducer([]), true, 'plain node: reported, not hidden');
+    const shipped = { memoryReducer: false, maxSemiSpaceMB: 16 };
+    assert.deepEqual(await flags('shebang'), shipped, 'bin/circuit-proxy.js run directly (npx, PATH)');
+    assert.deepEqual(await flags(NODE_FLAGS), shipped, 'node <NODE_FLAGS> bin/circuit-proxy.js (Dockerfile, demo, bench)');
+    assert.deepEqual(await flags([]), { memoryReducer: true, maxSemiSpaceMB: null }, 'plain node: reported, not hidden');
   });
 
   test('bad usage exits 2', async () => {
