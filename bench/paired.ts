@@ -11,14 +11,17 @@
  *   npm run build && node dist/bench/paired.js /tmp/before .
  *
  * Each argument is a built circuit-proxy checkout; the first proxy is always this checkout's bare
- * http-proxy baseline. Rounds: BENCH_PAIRED_ROUNDS (default 8) of BENCH_PAIRED_SECONDS (default 3).
- * Results go to bench/results/paired-<time>.json. Targets 127.0.0.1 only; stops by itself.
+ * http-proxy baseline. With BENCH_PAIRED_PATH=open the open circuit is compared instead (a
+ * service forced open through the admin API), and the reference is the floor (bench/floor.ts, a
+ * bare Node server answering the same 503). Rounds: BENCH_PAIRED_ROUNDS (default 8) of
+ * BENCH_PAIRED_SECONDS (default 3). Results go to bench/results/paired-<time>.json. Targets
+ * 127.0.0.1 only; stops by itself.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { firstLine, listeningPorts } from './child.js';
-import { cleanUp, CLK_TCK, cpuTicks, load, median, ROOT, start, tempFile, type Load } from './tools.js';
+import { cleanUp, CLK_TCK, cpuTicks, load, median, NODE_VERSION, ROOT, start, tempFile, type Load } from './tools.js';
 
 export interface PairedTarget {
   readonly name: string;
@@ -68,24 +71,34 @@ export async function pairedRounds(targets: readonly PairedTarget[], rounds: num
 async function main(dirs: string[]): Promise<void> {
   const rounds = Number(process.env.BENCH_PAIRED_ROUNDS ?? 8);
   const seconds = Number(process.env.BENCH_PAIRED_SECONDS ?? 3);
+  const open = process.env.BENCH_PAIRED_PATH === 'open';
   const up = start(1, [`${ROOT}dist/bench/upstream.js`, '0']);
   const upUrl = `http://127.0.0.1:${await firstLine(up, (l) => l.port as number | undefined)}`;
-  const base = start(0, [`${ROOT}dist/bench/baseline.js`, '0', upUrl]);
+  const ref = open ? start(0, [`${ROOT}dist/bench/floor.js`, '0']) : start(0, [`${ROOT}dist/bench/baseline.js`, '0', upUrl]);
   const targets: PairedTarget[] = [
     {
-      name: 'bare http-proxy',
-      pid: base.pid!,
-      url: `http://127.0.0.1:${await firstLine(base, (l) => l.port as number | undefined)}/items/1`,
+      name: open ? 'floor (bare Node 503)' : 'bare http-proxy',
+      pid: ref.pid!,
+      url: `http://127.0.0.1:${await firstLine(ref, (l) => l.port as number | undefined)}/items/1`,
     },
   ];
+  const service = open ? 'held' : 'product';
   const cfg = tempFile(
     'paired',
-    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n`,
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  ${service}:\n    url: ${upUrl}\n`,
   );
   for (const dir of dirs) {
     const cp = start(0, [join(resolve(dir), 'bin/circuit-proxy.js'), 'serve', '--config', cfg, '--log-level', 'info']);
-    const { port } = await listeningPorts(cp);
-    targets.push({ name: `circuit-proxy ${dir} (closed)`, pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/product/items/1` });
+    const { port, adminPort } = await listeningPorts(cp);
+    if (open) {
+      const forced = await fetch(`http://127.0.0.1:${adminPort}/breakers/${service}/open`, { method: 'POST', body: '{"reason":"paired"}' });
+      if (!forced.ok) throw new Error(`force-open failed: ${forced.status}`);
+    }
+    targets.push({
+      name: `circuit-proxy ${dir} (${open ? 'open' : 'closed'})`,
+      pid: cp.pid!,
+      url: `http://127.0.0.1:${port}/svc/${service}/items/1`,
+    });
   }
   process.stdout.write(`paired: ${targets.length} proxies on core 0 loaded together, ${rounds} rounds x ${seconds}s\n`);
   // Warm-up, not recorded: the proxies share the core, so each JIT needs longer to settle than alone.
@@ -93,14 +106,14 @@ async function main(dirs: string[]): Promise<void> {
   const results = await pairedRounds(targets, rounds, seconds);
   for (const r of results) {
     process.stdout.write(
-      `${r.name.padEnd(40)} µs CPU/req ${median(r.usPerRequest).toFixed(1).padStart(6)}  CPU ratio to baseline ${r.medianRatio.toFixed(3)}  per round [${r.ratioToFirst.join(' ')}]\n`,
+      `${r.name.padEnd(40)} µs CPU/req ${median(r.usPerRequest).toFixed(1).padStart(6)}  CPU ratio to ${open ? 'floor' : 'baseline'} ${r.medianRatio.toFixed(3)}  per round [${r.ratioToFirst.join(' ')}]\n`,
     );
   }
   const date = new Date().toISOString();
-  const command = `BENCH_PAIRED_ROUNDS=${rounds} BENCH_PAIRED_SECONDS=${seconds} node dist/bench/paired.js ${dirs.join(' ')}`;
+  const command = `${open ? 'BENCH_PAIRED_PATH=open ' : ''}BENCH_PAIRED_ROUNDS=${rounds} BENCH_PAIRED_SECONDS=${seconds} node dist/bench/paired.js ${dirs.join(' ')}`;
   mkdirSync(`${ROOT}bench/results`, { recursive: true });
   const file = `bench/results/paired-${date.replace(/[:.]/g, '-')}.json`;
-  writeFileSync(`${ROOT}${file}`, JSON.stringify({ date, command, node: process.version, results }, null, 2) + '\n');
+  writeFileSync(`${ROOT}${file}`, JSON.stringify({ date, command, node: NODE_VERSION, results }, null, 2) + '\n');
   process.stdout.write(`written: ${file}\n`);
 }
 
