@@ -16,8 +16,9 @@
  * Node 20 does by default and what every memory figure of ours was measured with. Node 24's V8
  * grows the young generation to 64 MB under load by itself: RSS after 30 s at 50 connections went
  * from 124 to 196 MB, with no CPU gained (paired, same core: 1.009 of the uncapped process's CPU
- * per request). Capped, the memory a pod must be given is the same on Node 20, 22 and 24.
- * Measured: BENCHMARKS.md, "Node 24".
+ * per request). Capped, the young generation is the same on Node 20, 22 and 24, and so is how a
+ * pod's memory should be sized (a Node 24 process is still about 25 MB bigger to begin with).
+ * Measured: BENCHMARKS.md, "Sixth round" and "Node 24 memory".
  */
 export const NODE_FLAGS: readonly string[] = ['--no-memory-reducer', '--max-semi-space-size=16'];
 

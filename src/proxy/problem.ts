@@ -39,9 +39,9 @@ export function sendProblemBody(
  * list synchronously in `writeHead` and keeps no reference to it).
  *
  * The body is kept as a string, not a Buffer: `end(string)` lets Node append it to the header
- * block and send the response in one plain write, where a Buffer body goes out as a two-chunk
- * `writev` that Node assembles in JavaScript (about 2% of a rejection's CPU, measured paired
- * against a bare Node server: BENCHMARKS.md).
+ * block as one chunk, where a Buffer body is a chunk of its own that Node's `writev` path has to
+ * assemble in JavaScript (about 1% of a rejection's CPU, measured paired against a bare Node
+ * server: BENCHMARKS.md, "Sixth round").
  */
 export class OpenCircuitResponse {
   private readonly body: string;
