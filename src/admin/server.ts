@@ -49,8 +49,7 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
   }
   if (path === '/breakers') {
     if (!get) return notAllowed(req, res, 'GET, HEAD');
-    const now = Date.now();
-    return json(req, res, 200, { breakers: [...deps.registry.all()].map((b) => b.snapshot(now)) });
+    return json(req, res, 200, { breakers: [...deps.registry.all()].map((b) => b.snapshot()) });
   }
   if (path === '/reload') {
     if (method !== 'POST') return notAllowed(req, res, 'POST');

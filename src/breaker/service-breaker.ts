@@ -1,4 +1,5 @@
 import { type EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import CircuitBreaker from 'opossum';
 import { formatDuration } from '../config/duration.js';
 import type { ServiceConfig } from '../config/types.js';
@@ -58,6 +59,15 @@ export interface BreakerSnapshot {
 /** Returned by {@link ServiceBreaker.admit} when the request must be rejected. */
 export const REJECTED = -1;
 
+/**
+ * Milliseconds on a clock that never steps: `Retry-After` is counted on it, as opossum's cooldown
+ * timer (a `setTimeout`) is. Wall-clock time would be wrong across an NTP step or a VM resume: a
+ * clock set back an hour would tell every rejected caller to wait an hour.
+ */
+export type Clock = () => number;
+
+const monotonic: Clock = () => performance.now();
+
 /** opossum's action is never fired: admission and outcomes are ours (see class doc). */
 const NEVER_FIRED = (): Promise<void> => Promise.resolve();
 
@@ -87,14 +97,20 @@ export class ServiceBreaker {
   /** Set while we re-open a forced circuit whose opossum timer fired: no transition to report. */
   private silent = false;
   private nextReason = '';
+  /** Epoch ms of the last opening, for display (`lastTrip`, the next-probe gauge). */
   private openedAt = 0;
+  /** The same instant on {@link clock}, for `Retry-After`. */
+  private openedAtTick = 0;
   private lastTransitionAt = Date.now();
   private lastTrip: { at: number; reason: string } | null = null;
   private prevState: BreakerState = 'closed';
 
-  constructor(config: ServiceConfig, events: EventEmitter<BreakerEvents>, rotateBucketController: EventEmitter) {
+  private readonly clock: Clock;
+
+  constructor(config: ServiceConfig, events: EventEmitter<BreakerEvents>, rotateBucketController: EventEmitter, clock: Clock = monotonic) {
     this.config = config;
     this.events = events;
+    this.clock = clock;
     // A fresh options object per breaker: opossum mutates it.
     this.cb = new CircuitBreaker(NEVER_FIRED, {
       name: config.name,
@@ -155,9 +171,9 @@ export class ServiceBreaker {
   }
 
   /** Whole seconds a rejected caller should wait (`Retry-After`), at least 1. */
-  retryAfterSeconds(now = Date.now()): number {
+  retryAfterSeconds(): number {
     if (this.cb.opened && !this.forcedOpen) {
-      return Math.max(1, Math.ceil((this.openedAt + this.config.cooldownMs - now) / 1000));
+      return Math.max(1, Math.ceil((this.openedAtTick + this.config.cooldownMs - this.clock()) / 1000));
     }
     if (this.forcedOpen) return Math.max(1, Math.ceil(this.config.cooldownMs / 1000));
     return 1; // half-open with the trial in flight: ask again shortly
@@ -218,7 +234,7 @@ export class ServiceBreaker {
     this.cb.close();
   }
 
-  snapshot(now = Date.now()): BreakerSnapshot {
+  snapshot(): BreakerSnapshot {
     const state = this.state;
     return {
       name: this.config.name,
@@ -230,7 +246,7 @@ export class ServiceBreaker {
       cooldownMs: this.config.cooldownMs,
       timeoutMs: this.config.timeoutMs,
       lastTransitionAt: new Date(this.lastTransitionAt).toISOString(),
-      retryAfterSeconds: state === 'open' ? this.retryAfterSeconds(now) : null,
+      retryAfterSeconds: state === 'open' ? this.retryAfterSeconds() : null,
       lastTrip: this.lastTrip ? { at: new Date(this.lastTrip.at).toISOString(), reason: this.lastTrip.reason } : null,
     };
   }
@@ -258,6 +274,7 @@ export class ServiceBreaker {
     this.trialInFlight = false;
     if (to === 'open') {
       this.openedAt = Date.now();
+      this.openedAtTick = this.clock();
       this.lastTrip = { at: this.openedAt, reason };
     }
     if (to === 'closed') this.failures = 0;

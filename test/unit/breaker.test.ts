@@ -4,12 +4,13 @@ import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import { REJECTED, ServiceBreaker, type BreakerEvents, type TransitionEvent } from '../../src/breaker/service-breaker.js';
 import { parseConfig } from '../../src/config/load.js';
 
-function make(threshold = 3, cooldown = '1s'): { b: ServiceBreaker; transitions: TransitionEvent[] } {
+/** The breaker's never-stepping clock, in these tests the mocked `Date` (it ticks with the mocked timers) unless given. */
+function make(threshold = 3, cooldown = '1s', clock = () => Date.now()): { b: ServiceBreaker; transitions: TransitionEvent[] } {
   const cfg = parseConfig(`services:\n  product:\n    url: http://p:1\n    threshold: ${threshold}\n    cooldown: ${cooldown}\n`, {});
   const events = new EventEmitter<BreakerEvents>();
   const transitions: TransitionEvent[] = [];
   events.on('transition', (t) => transitions.push(t));
-  return { b: new ServiceBreaker(cfg.services.get('product')!, events, new EventEmitter()), transitions };
+  return { b: new ServiceBreaker(cfg.services.get('product')!, events, new EventEmitter(), clock), transitions };
 }
 
 describe('ServiceBreaker policy (mock timers)', () => {
@@ -46,6 +47,19 @@ describe('ServiceBreaker policy (mock timers)', () => {
     assert.equal(b.state, 'open');
     mock.timers.tick(100);
     assert.equal(b.state, 'half_open');
+    b.shutdown();
+  });
+
+  test('Retry-After counts on the never-stepping clock: a wall-clock step back by ten minutes changes nothing', () => {
+    let tick = 5_000;
+    const { b } = make(1, '30s', () => tick);
+    b.failure(b.admit(), 'connect', 'x');
+    assert.equal(b.retryAfterSeconds(), 30);
+    mock.timers.setTime(Date.now() - 600_000);
+    assert.equal(b.retryAfterSeconds(), 30);
+    assert.equal(b.snapshot().retryAfterSeconds, 30);
+    tick += 10_000;
+    assert.equal(b.retryAfterSeconds(), 20);
     b.shutdown();
   });
 
