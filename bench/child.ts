@@ -37,3 +37,12 @@ export function listeningPorts(child: ChildProcess): Promise<{ port: number; adm
     String(l.msg).startsWith('circuit-proxy listening') ? { port: l.port as number, adminPort: l.adminPort as number } : undefined,
   );
 }
+
+/** Forces `service` open through a running proxy's admin API (the bench's fail-fast path). */
+export async function forceOpen(adminPort: number, service: string): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${adminPort}/breakers/${service}/open`, {
+    method: 'POST',
+    body: '{"reason":"bench: fail-fast path"}',
+  });
+  if (!res.ok) throw new Error(`force-open of ${service} failed: ${res.status}`);
+}

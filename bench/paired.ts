@@ -20,7 +20,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { firstLine, listeningPorts } from './child.js';
+import { firstLine, forceOpen, listeningPorts } from './child.js';
 import { cleanUp, CLK_TCK, cpuTicks, load, median, NODE_VERSION, ROOT, start, tempFile, type Load } from './tools.js';
 
 export interface PairedTarget {
@@ -90,10 +90,7 @@ async function main(dirs: string[]): Promise<void> {
   for (const dir of dirs) {
     const cp = start(0, [join(resolve(dir), 'bin/circuit-proxy.js'), 'serve', '--config', cfg, '--log-level', 'info']);
     const { port, adminPort } = await listeningPorts(cp);
-    if (open) {
-      const forced = await fetch(`http://127.0.0.1:${adminPort}/breakers/${service}/open`, { method: 'POST', body: '{"reason":"paired"}' });
-      if (!forced.ok) throw new Error(`force-open failed: ${forced.status}`);
-    }
+    if (open) await forceOpen(adminPort, service);
     targets.push({
       name: `circuit-proxy ${dir} (${open ? 'open' : 'closed'})`,
       pid: cp.pid!,

@@ -18,7 +18,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus } from 'node:os';
-import { firstLine, listeningPorts } from './child.js';
+import { firstLine, forceOpen, listeningPorts } from './child.js';
 import { NODE_FLAGS } from '../src/runtime.js';
 import { pairedRounds } from './paired.js';
 import { CLK_TCK, cleanUp, cpuTicks, load, median, NODE_VERSION, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
@@ -69,11 +69,7 @@ async function settledUpstreamStats(url: string): Promise<{ connections: number;
 async function startCircuitProxy(cfg: string): Promise<{ child: ChildProcess; port: number }> {
   const child = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
   const { port, adminPort } = await listeningPorts(child);
-  const forced = await fetch(`http://127.0.0.1:${adminPort}/breakers/held/open`, {
-    method: 'POST',
-    body: '{"reason":"bench: fail-fast path"}',
-  });
-  if (!forced.ok) throw new Error(`force-open failed: ${forced.status}`);
+  await forceOpen(adminPort, 'held');
   return { child, port };
 }
 

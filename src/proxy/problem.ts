@@ -44,7 +44,7 @@ export function sendProblemBody(
  * server: BENCHMARKS.md, "Sixth round").
  */
 export class OpenCircuitResponse {
-  private readonly body: string;
+  readonly body: string;
   private readonly headers: string[];
 
   constructor(service: string) {
@@ -52,11 +52,16 @@ export class OpenCircuitResponse {
     this.headers = problemHeaders(Buffer.byteLength(this.body), ['retry-after', '', 'x-request-id', '']);
   }
 
-  send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
+  /** The header list with both values filled in: shared and overwritten by the next call. */
+  headersFor(retryAfterSeconds: number, requestId: string): string[] {
     const h = this.headers;
     h[h.length - 3] = String(retryAfterSeconds);
     h[h.length - 1] = requestId;
-    res.writeHead(503, h);
+    return h;
+  }
+
+  send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
+    res.writeHead(503, this.headersFor(retryAfterSeconds, requestId));
     res.end(req.method === 'HEAD' ? undefined : this.body);
   }
 }
