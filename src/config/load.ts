@@ -1,7 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { constructFromEvents, CORE_SCHEMA, EVENT_ID, parseEvents, SCALAR_STYLE, type Event } from 'js-yaml';
-import type * as Yaml from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { expandEnv } from './env.js';
@@ -27,82 +25,16 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, o
 }
 
 /**
- * Pure core of {@link loadConfig}: YAML text in, frozen Config out.
- *
- * Two YAML parsers, for speed. A config that loads goes through js-yaml's event parser (a
- * 1,000-service file: ~75-95 ms, against ~330 ms for the `yaml` library, cold). Anything that does
- * not load cleanly that way (a YAML error, a schema problem, or a construct where the two libraries
- * could read a document differently: see {@link quickLoad}) is parsed again by the `yaml` library,
- * whose document keeps source ranges, so every problem is reported with its line; that path is the
- * one that has always produced config errors, and it alone decides what they say.
+ * Pure core of {@link loadConfig}: YAML text in, frozen Config out. One parser, the `yaml` library,
+ * whose document keeps source ranges, so every problem is reported with its line.
  */
 export function parseConfig(text: string, env: NodeJS.ProcessEnv, overrides: ConfigOverrides = {}, source?: string): Config {
-  const quick = quickLoad(text);
-  if (quick !== NOT_LOADED) {
-    try {
-      return build(quick, env, overrides, source, () => undefined);
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      // Report it from the document parser below, with line numbers.
-    }
-  }
   const { raw, lineOf } = readDocument(text, source);
   return build(raw, env, overrides, source, lineOf);
 }
 
-const require = createRequire(import.meta.url);
-/** What {@link quickLoad} returns for a document the `yaml` library must read. */
-export const NOT_LOADED = Symbol('not loaded');
-/** Plain keys the `yaml` library reads as null (key `""`) and js-yaml as the string `"null"`. */
-const NULL_KEY = /^(?:|~|null|Null|NULL)$/;
-
-/**
- * The document's tree by js-yaml, or {@link NOT_LOADED} when the `yaml` library must read it:
- * not exactly one document, a YAML error or duplicate key, a directive (`%YAML 1.1` changes
- * scalar types), an explicit tag, an alias (the other path bounds alias expansion), or a plain
- * null key. What is left is read the same way by both (YAML 1.2 core schema; the unit tests
- * compare the two trees over the configs shipped here and a set of edge cases).
- */
-export function quickLoad(text: string): unknown {
-  let events: Event[];
-  try {
-    events = parseEvents(text, {});
-  } catch {
-    return NOT_LOADED;
-  }
-  let documents = 0;
-  /** Open collections: whether a mapping, and how many child nodes so far. */
-  const open: Array<{ map: boolean; n: number }> = [];
-  for (const e of events) {
-    if (e.type === EVENT_ID.DOCUMENT) {
-      if (++documents > 1 || e.directives.length > 0) return NOT_LOADED;
-      open.push({ map: false, n: 0 });
-    } else if (e.type === EVENT_ID.POP) {
-      open.pop();
-    } else if (e.type === EVENT_ID.ALIAS || e.tagStart !== -1) {
-      return NOT_LOADED;
-    } else {
-      const parent = open[open.length - 1];
-      const isKey = parent !== undefined && parent.map && parent.n % 2 === 0;
-      if (parent !== undefined) parent.n++;
-      if (e.type !== EVENT_ID.SCALAR) open.push({ map: e.type === EVENT_ID.MAPPING, n: 0 });
-      else if (isKey && e.style === SCALAR_STYLE.PLAIN && NULL_KEY.test(text.slice(e.valueStart, e.valueEnd))) return NOT_LOADED;
-    }
-  }
-  if (documents !== 1) return NOT_LOADED;
-  try {
-    return constructFromEvents(events, { source: text, schema: CORE_SCHEMA, maxAliases: 0 })[0];
-  } catch {
-    return NOT_LOADED;
-  }
-}
-
-/**
- * The `yaml` library's reading of the document, with a line lookup for key paths. Loaded on
- * first use: a config that loads never pays for it.
- */
-export function readDocument(text: string, source?: string): { raw: unknown; lineOf: LineOf } {
-  const { isMap, isScalar, isSeq, LineCounter, parseDocument, visit } = require('yaml') as typeof Yaml;
+/** The `yaml` library's reading of the document, with a line lookup for key paths. */
+function readDocument(text: string, source?: string): { raw: unknown; lineOf: LineOf } {
   const problems: ConfigProblem[] = [];
   const lines = new LineCounter();
   // yaml's own uniqueKeys check compares every key with every other (O(n²): 1,000 services took
