@@ -33,5 +33,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
 # node directly under tini: npm/npx wrappers would not pass SIGTERM/SIGHUP on (SPEC §8).
 # --no-memory-reducer --max-semi-space-size=16: src/runtime.ts (NODE_FLAGS) says why; a test keeps
 # this line in step.
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "--max-semi-space-size=16", "/app/bin/circuit-proxy.js"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "--max-semi-space-size=16", "--disable-warning=DEP0060", "/app/bin/circuit-proxy.js"]
 CMD ["serve"]

@@ -10,7 +10,7 @@
  * afterwards stayed about 20% slower per request for as long as it was measured, 35 s and more
  * (`process.nextTick` alone 12x slower). A sidecar's traffic pauses all the time. Without the reducer
  * the heap is still collected as usual; it is only not shrunk further after traffic stops.
- * Measured: BENCHMARKS.md, "The late-run drift".
+ * Measured: docs/performance-notes.md, "The late-run drift".
  *
  * `--max-semi-space-size=16`: V8's young generation capped at two 16 MB semi-spaces, which is what
  * Node 20 does by default and what every memory figure of ours was measured with. Node 24's V8
@@ -18,9 +18,14 @@
  * from 124 to 196 MB, with no CPU gained (paired, same core: 1.009 of the uncapped process's CPU
  * per request). Capped, the young generation is the same on Node 20, 22 and 24, and so is how a
  * pod's memory should be sized (a Node 24 process is still about 25 MB bigger to begin with).
- * Measured: BENCHMARKS.md, "Sixth round" and "Node 24 memory".
+ * Measured: docs/performance-notes.md, "Node 24 memory".
+ *
+ * `--disable-warning=DEP0060`: http-proxy 1.18.1 calls `util._extend` on every request, a runtime
+ * deprecation since Node 22: the first proxied request would print a DeprecationWarning, a non-JSON
+ * line in a sidecar's logs (http-proxy #1715, fixed upstream but never released). The flag silences
+ * that one warning and nothing else (Node >= 20.11).
  */
-export const NODE_FLAGS: readonly string[] = ['--no-memory-reducer', '--max-semi-space-size=16'];
+export const NODE_FLAGS: readonly string[] = ['--no-memory-reducer', '--max-semi-space-size=16', '--disable-warning=DEP0060'];
 
 /** Whether V8's memory reducer is on for a process started with `execArgv` (the last flag wins). */
 export function memoryReducerOn(execArgv: readonly string[] = process.execArgv): boolean {

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { BreakerRegistry, type ReconcileResult } from './breaker/index.js';
 import type { Config } from './config/types.js';
@@ -7,8 +7,12 @@ import { createAdminServer } from './admin/server.js';
 import { attachLogs, createLogger, type Logger } from './log.js';
 import { ProxyMetrics } from './metrics/metrics.js';
 import { Forwarder } from './proxy/forwarder.js';
-import { ProxyHandler, ProxyResponse } from './proxy/handler.js';
+import { ProxyHandler } from './proxy/handler.js';
 import { problemBody } from './proxy/problem.js';
+import { MAX_HEADERS } from './proxy/headers.js';
+
+/** Request head size limit: larger heads get 431. */
+const MAX_HEADER_BYTES = 16 * 1024;
 
 export interface ProxyOptions {
   readonly log?: Logger;
@@ -36,7 +40,7 @@ export class CircuitProxy {
   readonly handler: ProxyHandler;
   readonly metrics: ProxyMetrics;
   readonly forwarder: Forwarder;
-  readonly server: Server<typeof IncomingMessage, typeof ProxyResponse>;
+  readonly server: Server;
   readonly admin: Server;
   readonly log: Logger;
   private config: Config;
@@ -54,7 +58,21 @@ export class CircuitProxy {
     this.metrics = new ProxyMetrics(this.registry, this.handler, { defaultMetrics: options.defaultMetrics !== false });
     attachLogs(this.log, this.registry, this.handler, options.accessLog === true);
 
-    this.server = createServer({ maxHeaderSize: 16 * 1024, ServerResponse: ProxyResponse }, this.handler.handle);
+    this.server = createServer(
+      {
+        maxHeaderSize: MAX_HEADER_BYTES,
+        headersTimeout: config.clientTimeouts.headerMs,
+        // No cap on a whole request: a long upload is fine while it moves (clientTimeouts.bodyIdle).
+        requestTimeout: 0,
+        // How often Node checks headersTimeout (default 30 s, which would let a 10 s limit run to 40 s).
+        connectionsCheckingInterval: Math.min(1000, config.clientTimeouts.headerMs),
+      },
+      this.handler.handle,
+    );
+    // One more than the limit, so that a request over it is seen (answered 431), never truncated.
+    this.server.maxHeadersCount = MAX_HEADERS + 1;
+    this.server.maxConnections = config.listen.maxConnections;
+    this.handler.clientBodyIdleMs = config.clientTimeouts.bodyIdleMs;
     this.server.on('clientError', onClientError);
     // CONNECT (authority-form target) is never tunnelled: the upstream comes from config only.
     this.server.on('connect', (req, socket: Socket) => {
@@ -88,13 +106,16 @@ export class CircuitProxy {
     return { port: (this.server.address() as AddressInfo).port, adminPort: (this.admin.address() as AddressInfo).port };
   }
 
-  /** Applies a new config: unchanged services keep their breaker state (SPEC §7). */
+  /** Applies a new config: unchanged services keep their breaker state (docs/operations.md). */
   reload(next: Config): ReconcileResult {
     const result = this.registry.reconcile(next);
     const prev = this.config;
+    this.handler.clientBodyIdleMs = next.clientTimeouts.bodyIdleMs;
+    this.server.headersTimeout = next.clientTimeouts.headerMs;
     if (
       prev.listen.host !== next.listen.host ||
       prev.listen.port !== next.listen.port ||
+      prev.listen.maxConnections !== next.listen.maxConnections ||
       prev.admin.host !== next.admin.host ||
       prev.admin.port !== next.admin.port
     ) {
@@ -122,7 +143,7 @@ export class CircuitProxy {
   }
 
   /**
-   * Drains (SPEC §7): stop accepting, not ready, keep-alive clients get `Connection: close`,
+   * Drains (docs/operations.md): stop accepting, not ready, keep-alive clients get `Connection: close`,
    * in-flight requests get `graceMs` to finish, then remaining connections are cut.
    */
   close(graceMs = this.config.shutdownGraceMs): Promise<void> {

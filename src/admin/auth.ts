@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { isLoopback } from '../proxy/headers.js';
+import { isLoopback } from '../net.js';
 
 export type AuthResult = { ok: true; who: string } | { ok: false; status: 401 | 403; detail: string };
 

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { expandEnv } from './env.js';
 import { rawConfigSchema, SERVICE_NAME } from './schema.js';
-import { BUILTIN, type Config, type ListenConfig, type ServiceConfig } from './types.js';
+import { BUILTIN, type Config, type ListenConfig, type ProxyListenConfig, type ServiceConfig } from './types.js';
 
 /** Options that outrank the file: the CLI's `--port` and `--admin-port`. */
 export interface ConfigOverrides {
@@ -135,9 +135,10 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
       }),
     );
   }
-  const listen: ListenConfig = Object.freeze({
+  const listen: ProxyListenConfig = Object.freeze({
     host: data.listen?.host ?? BUILTIN.listen.host,
     port: overrides.port ?? data.listen?.port ?? BUILTIN.listen.port,
+    maxConnections: data.listen?.maxConnections ?? BUILTIN.listen.maxConnections,
   });
   const admin: ListenConfig = Object.freeze({
     host: data.admin?.host ?? BUILTIN.admin.host,
@@ -146,9 +147,12 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
   return Object.freeze({
     listen,
     admin,
+    clientTimeouts: Object.freeze({
+      headerMs: data.clientTimeouts?.header ?? BUILTIN.clientTimeouts.headerMs,
+      bodyIdleMs: data.clientTimeouts?.bodyIdle ?? BUILTIN.clientTimeouts.bodyIdleMs,
+    }),
     shutdownGraceMs: data.shutdownGrace ?? BUILTIN.shutdownGraceMs,
     services,
-    ...(source ? { source } : {}),
   });
 }
 

@@ -3,7 +3,7 @@ import { MAX_DURATION_MS, parseDuration } from './duration.js';
 import type { StatusRange } from './types.js';
 
 /**
- * The one schema the YAML is checked against (SPEC §1). Unknown keys are rejected everywhere.
+ * The one schema the YAML is checked against (docs/configuration.md). Unknown keys are rejected everywhere.
  * Messages state the rule; the loader adds the key path and the value received.
  */
 
@@ -61,14 +61,23 @@ const tuning = {
   failureStatuses: failureStatuses.optional(),
 };
 
-const listen = z.strictObject({ host: host.optional(), port: port.optional() }, { error: 'must be a mapping' });
+const CONNECTIONS_RULE = 'must be an integer from 1 to 1000000';
+const maxConnections = z.int({ error: CONNECTIONS_RULE }).min(1, { error: CONNECTIONS_RULE }).max(1_000_000, { error: CONNECTIONS_RULE });
+
+const admin = z.strictObject({ host: host.optional(), port: port.optional() }, { error: 'must be a mapping' });
+const listen = z.strictObject(
+  { host: host.optional(), port: port.optional(), maxConnections: maxConnections.optional() },
+  { error: 'must be a mapping' },
+);
+const clientTimeouts = z.strictObject({ header: duration.optional(), bodyIdle: duration.optional() }, { error: 'must be a mapping' });
 
 const service = z.strictObject({ url, ...tuning }, { error: 'must be a mapping with at least a url' });
 
 export const rawConfigSchema = z.strictObject(
   {
     listen: listen.optional(),
-    admin: listen.optional(),
+    admin: admin.optional(),
+    clientTimeouts: clientTimeouts.optional(),
     shutdownGrace: duration.optional(),
     defaults: z.strictObject(tuning, { error: 'must be a mapping' }).optional(),
     services: z.record(z.string(), service, { error: 'must be a mapping of service name to settings' }),
@@ -76,8 +85,5 @@ export const rawConfigSchema = z.strictObject(
   { error: 'must be a mapping' },
 );
 
-/** Parsed and checked, before precedence is applied. */
-export type ValidatedRaw = z.output<typeof rawConfigSchema>;
-
-/** Service names: `[a-z0-9][a-z0-9-_]*` (SPEC §1). */
+/** Service names: `[a-z0-9][a-z0-9-_]*` (docs/configuration.md). */
 export const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]*$/;

@@ -11,6 +11,19 @@ export interface ListenConfig {
   readonly port: number;
 }
 
+export interface ProxyListenConfig extends ListenConfig {
+  /** Open client connections beyond this are refused. Default 10 000. */
+  readonly maxConnections: number;
+}
+
+/** Limits on what a client may take its time over; none of them counts against a breaker. */
+export interface ClientTimeouts {
+  /** A request head not complete within this many ms gets 408. Default 10 000. */
+  readonly headerMs: number;
+  /** A request body idle this many ms between chunks gets 408. Default 30 000. */
+  readonly bodyIdleMs: number;
+}
+
 export interface ServiceConfig {
   /** Service name as used in `/svc/<name>/...`. */
   readonly name: string;
@@ -31,24 +44,24 @@ export interface ServiceConfig {
 }
 
 export interface Config {
-  readonly listen: ListenConfig;
+  readonly listen: ProxyListenConfig;
   readonly admin: ListenConfig;
+  readonly clientTimeouts: ClientTimeouts;
   /** In-flight requests get this long to finish on SIGTERM/SIGINT. Default 10 000 ms. */
   readonly shutdownGraceMs: number;
   /** Services by name, in file order. */
   readonly services: ReadonlyMap<string, ServiceConfig>;
-  /** The file it came from, when it came from a file. */
-  readonly source?: string;
 }
 
-/** Built-in defaults (SPEC §0, §1). */
+/** Built-in defaults (docs/configuration.md). */
 export const BUILTIN = Object.freeze({
   threshold: 3,
   cooldownMs: 30_000,
   timeoutMs: 5_000,
   bodyIdleTimeoutMs: 30_000,
   failureStatuses: Object.freeze([Object.freeze({ from: 500, to: 599 })]),
-  listen: Object.freeze({ host: '0.0.0.0', port: 8080 }),
+  listen: Object.freeze({ host: '0.0.0.0', port: 8080, maxConnections: 10_000 }),
+  clientTimeouts: Object.freeze({ headerMs: 10_000, bodyIdleMs: 30_000 }),
   admin: Object.freeze({ host: '0.0.0.0', port: 9901 }),
   shutdownGraceMs: 10_000,
 });

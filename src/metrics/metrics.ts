@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Registry, type Metric } from 'prom-client';
 import { FAILURE_REASONS, STATE_VALUE, type BreakerRegistry, type BreakerState, type ServiceBreaker } from '../breaker/index.js';
-import type { Completed, ProxyHandler } from '../proxy/handler.js';
+import type { Completed } from '../proxy/exchange.js';
+import type { ProxyHandler } from '../proxy/handler.js';
 import { LabelCache, NO_LABELS, SampledFamily, type Emit, type Labels } from './family.js';
 import { LatencyHistogram, type LatencyCell } from './latency.js';
 

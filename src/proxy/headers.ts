@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { isLoopback } from '../net.js';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) plus those that describe this hop only:
@@ -31,6 +32,9 @@ const PROTECTED = new Set(['host', 'content-length', 'x-request-id', 'x-forwarde
 
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
+/** More request header lines than this get 431 (Node would silently drop those past its own limit). */
+export const MAX_HEADERS = 100;
+
 /** A client's `X-Request-Id` when it is printable ASCII of sane length, else undefined. */
 export function acceptableRequestId(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined;
@@ -50,11 +54,6 @@ export function clientRequestId(raw: readonly string[]): string | undefined {
     }
   }
   return acceptableRequestId(found);
-}
-
-export function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
 
 function clientAddress(address: string | undefined): string {

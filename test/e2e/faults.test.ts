@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
-import type { ProxyResponse } from '../../src/proxy/handler.js';
+import type { ServerResponse } from 'node:http';
 import { concurrent, json, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
 /** Requests to `/held` wait here until the test releases them. */
@@ -316,7 +316,7 @@ describe('a client that reads slowly', () => {
     // bodyIdleTimeout far below the client's pause: a slow reader must not count against the upstream.
     const p = await startProxy(`defaults: { bodyIdleTimeout: 150ms }\nservices:\n  product:\n    url: ${up.url}\n`);
     try {
-      let proxied: ProxyResponse | undefined;
+      let proxied: ServerResponse | undefined;
       p.proxy.server.once('request', (_req, res) => (proxied = res));
       const res = await new Promise<IncomingMessage>((resolve, reject) => {
         const req = httpRequest({ host: '127.0.0.1', port: p.port, path: '/svc/product/big', agent: false }, resolve);

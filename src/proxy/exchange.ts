@@ -1,0 +1,329 @@
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { FailureReason, ServiceBreaker } from '../breaker/index.js';
+import { formatDuration } from '../config/duration.js';
+import { isFailureStatus, type ServiceConfig } from '../config/types.js';
+import { classifyUpstreamError } from './failure.js';
+import type { ForwardSink } from './forwarder.js';
+import { responseHeaders } from './headers.js';
+import { sendProblem } from './problem.js';
+
+/** How a proxied request ended. */
+export type Outcome = 'success' | 'failure' | 'rejected' | 'abandoned';
+
+/** One record per request that named a configured service, for metrics and access logs. */
+export interface Completed {
+  readonly service: string;
+  /** Status sent to the client; 499 when the client left before a response was complete. */
+  readonly status: number;
+  readonly outcome: Outcome;
+  readonly durationSeconds: number;
+  readonly method: string;
+  readonly path: string;
+  readonly requestId: string;
+}
+
+/** Client closed before the response completed (nginx's convention). */
+export const CLIENT_CLOSED = 499;
+
+/**
+ * Where a forwarded request is (docs/architecture.md, "The exchange"):
+ * - `sending`: the client is still sending its body; the proxy waits on the client
+ *   (`clientTimeouts.bodyIdle` between chunks, 408 and no outcome when it passes);
+ * - `awaiting-headers`: the whole request is in; the proxy waits on the upstream (`timeout`, 504);
+ * - `streaming`: the response body flows to the client (`bodyIdleTimeout` between chunks, not
+ *   counted while the client is the one not reading);
+ * - `done`: nothing more happens but the `completed` record when the client response closes.
+ */
+export type Phase = 'sending' | 'awaiting-headers' | 'streaming' | 'done';
+
+/** Whether the breaker has been told, and what. */
+type Verdict = 'pending' | 'success' | 'failure' | 'abandoned';
+
+export interface ExchangeOwner {
+  /** Responses carry `Connection: close` while draining. */
+  readonly draining: boolean;
+  /** `clientTimeouts.bodyIdle`: the longest a client may pause while sending its body. */
+  readonly clientBodyIdleMs: number;
+  completed(record: Completed): void;
+}
+
+/**
+ * One forwarded request, from admission to the client response's `close`: its phase, its one
+ * timer, the verdict it reports to the breaker (exactly once), the response it writes.
+ * The forwarder reports upstream events to it; each method says what the event does in each phase.
+ */
+export class Exchange implements ForwardSink {
+  private phase: Phase;
+  private verdict: Verdict = 'pending';
+  private timer: NodeJS.Timeout | undefined;
+  private proxyReq: ClientRequest | undefined;
+  private proxyRes: IncomingMessage | undefined;
+  private trailers = false;
+  /** The streaming timer fired: the upstream response's `close` that follows is a stall, not a reset. */
+  private bodyStalled = false;
+
+  constructor(
+    private readonly owner: ExchangeOwner,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly breaker: ServiceBreaker,
+    private readonly ticket: number,
+    private readonly requestId: string,
+    private readonly started: number,
+    hasBody: boolean,
+  ) {
+    res.on('close', () => this.onClientClose());
+    if (hasBody && !req.complete) {
+      this.phase = 'sending';
+      this.arm(this.owner.clientBodyIdleMs);
+    } else {
+      this.phase = 'awaiting-headers';
+      this.arm(this.svc.timeoutMs);
+    }
+  }
+
+  private get svc(): ServiceConfig {
+    return this.breaker.config;
+  }
+
+  onUpstreamRequest(proxyReq: ClientRequest): void {
+    this.proxyReq = proxyReq;
+    if (this.phase === 'done') {
+      proxyReq.destroy();
+      return;
+    }
+    if (this.phase === 'sending') {
+      // Attached in the same tick as the forwarder's pipe of the body, so no chunk flows past
+      // either (a 'data' listener alone would start the body flowing).
+      const progress = (): void => {
+        if (this.phase === 'sending') this.timer?.refresh();
+      };
+      this.req.on('data', progress);
+      this.req.on('end', () => this.onClientBodyEnd());
+      // The upstream taking body bytes again is progress too.
+      proxyReq.on('drain', progress);
+    }
+  }
+
+  /** sending → awaiting-headers: from here the wait is the upstream's (its `timeout`). */
+  private onClientBodyEnd(): void {
+    if (this.phase !== 'sending') return;
+    this.phase = 'awaiting-headers';
+    this.arm(this.svc.timeoutMs);
+  }
+
+  /** The phase's one timer fired. */
+  onTimer(): void {
+    switch (this.phase) {
+      case 'sending':
+        // Nothing moved for bodyIdle. Bytes still queued for the upstream: it is the one not
+        // taking them (or not even connected). None: the client stopped sending.
+        if ((this.proxyReq?.writableLength ?? 0) === 0) return this.clientStalled();
+        return this.upstreamTimedOut(`request body not accepted within ${formatDuration(this.owner.clientBodyIdleMs)}`);
+      case 'awaiting-headers':
+        return this.upstreamTimedOut(`no response headers within ${formatDuration(this.svc.timeoutMs)}`);
+      case 'streaming':
+        // The response body stalled: cut it; the upstream response's `close` reports it.
+        this.bodyStalled = true;
+        this.proxyReq?.destroy();
+        return;
+      case 'done':
+        return;
+    }
+  }
+
+  private clientStalled(): void {
+    this.abandon();
+    this.phase = 'done';
+    this.disarm();
+    this.proxyReq?.destroy();
+    this.res.shouldKeepAlive = false;
+    const after = formatDuration(this.owner.clientBodyIdleMs);
+    sendProblem(this.req, this.res, 408, 'Request Timeout', `request body idle for ${after}`, this.svc.name, [
+      'x-request-id',
+      this.requestId,
+    ]);
+  }
+
+  private upstreamTimedOut(cause: string): void {
+    const name = this.svc.name;
+    this.fail('timeout', cause, 'ETIMEDOUT');
+    this.phase = 'done';
+    this.proxyReq?.destroy();
+    sendProblem(this.req, this.res, 504, 'Gateway Timeout', `${name} timed out after ${formatDuration(this.svc.timeoutMs)}`, name, [
+      'x-request-id',
+      this.requestId,
+    ]);
+  }
+
+  onUpstreamError(err: NodeJS.ErrnoException): void {
+    if (this.phase !== 'sending' && this.phase !== 'awaiting-headers') return;
+    // The client's own request failed (http-proxy reports those here too): the response's
+    // `close` settles it as abandoned.
+    if (this.req.errored === err) return;
+    this.phase = 'done';
+    this.disarm();
+    if (this.res.destroyed || this.res.writableEnded) {
+      this.abandon();
+      return;
+    }
+    const name = this.svc.name;
+    const c = classifyUpstreamError(err);
+    this.fail(c.reason, c.cause, err.code);
+    sendProblem(this.req, this.res, 502, 'Bad Gateway', `${name} unreachable: ${c.cause}`, name, ['x-request-id', this.requestId]);
+  }
+
+  onUpstreamResponse(proxyRes: IncomingMessage): void {
+    this.proxyRes = proxyRes;
+    if (this.phase !== 'sending' && this.phase !== 'awaiting-headers') {
+      proxyRes.destroy();
+      return;
+    }
+    this.phase = 'streaming';
+    const svc = this.svc;
+    const res = this.res;
+    const status = proxyRes.statusCode ?? 502;
+    if (isFailureStatus(svc.failureStatuses, status)) this.fail('status', `status ${status}`, undefined);
+    this.arm(svc.bodyIdleTimeoutMs);
+    const trailers =
+      proxyRes.headers.trailer !== undefined &&
+      proxyRes.headers['content-length'] === undefined &&
+      this.req.httpVersion === '1.1' &&
+      this.req.method !== 'HEAD';
+    this.trailers = trailers;
+    if (this.owner.draining) res.shouldKeepAlive = false;
+    res.writeHead(
+      status,
+      proxyRes.statusMessage,
+      responseHeaders(proxyRes.rawHeaders, proxyRes.headers.connection, this.requestId, trailers),
+    );
+    proxyRes.on('close', () => this.onUpstreamClose(proxyRes));
+    // Not proxyRes.pipe(res): a pipe's listener setup and teardown on both streams costs more
+    // than this loop for small responses. Back-pressure as pipe keeps it: see awaitDrain.
+    proxyRes.on('data', (chunk: Buffer) => {
+      this.timer?.refresh();
+      if (!res.write(chunk)) this.awaitDrain(proxyRes);
+    });
+  }
+
+  /**
+   * The client is not keeping up: stop reading the upstream until the client's buffer drains.
+   * The wait is the client's doing, so the body idle timer is off meanwhile: a slow reader must
+   * not count as a stalled upstream against the breaker.
+   */
+  private awaitDrain(proxyRes: IncomingMessage): void {
+    proxyRes.pause();
+    this.disarm();
+    this.res.once('drain', () => {
+      if (this.phase !== 'streaming') return;
+      this.arm(this.svc.bodyIdleTimeoutMs);
+      proxyRes.resume();
+    });
+  }
+
+  onUpstreamEnd(proxyRes: IncomingMessage): void {
+    if (this.phase !== 'streaming' || !proxyRes.complete) return;
+    this.phase = 'done';
+    this.disarm();
+    if (this.trailers && proxyRes.rawTrailers.length > 0) this.res.addTrailers(pairs(proxyRes.rawTrailers));
+    this.res.end();
+    if (this.verdict === 'pending') {
+      this.verdict = 'success';
+      this.breaker.success(this.ticket);
+    }
+  }
+
+  /**
+   * The upstream response closed. Incomplete (reset, closed before its length, or cut for
+   * stalling) in `streaming`: a failure, and the client connection is reset, so no client can
+   * take the short body for a complete one (a clean close would pass as complete to clients that
+   * do not check `Content-Length`).
+   */
+  private onUpstreamClose(proxyRes: IncomingMessage): void {
+    if (proxyRes.complete || this.phase !== 'streaming') return;
+    this.phase = 'done';
+    this.disarm();
+    if (this.verdict === 'pending') {
+      const stalled = this.bodyStalled;
+      const cause = stalled
+        ? `response body stalled for ${formatDuration(this.svc.bodyIdleTimeoutMs)}`
+        : 'connection reset during response body';
+      this.fail('reset', cause, stalled ? 'ETIMEDOUT' : 'ECONNRESET');
+    }
+    resetClient(this.res);
+  }
+
+  /** Node refused to build the upstream request (a header value it will not send): 400, no outcome. */
+  refuse(err: NodeJS.ErrnoException): void {
+    this.abandon();
+    this.phase = 'done';
+    this.disarm();
+    this.proxyReq?.destroy();
+    sendProblem(this.req, this.res, 400, 'Bad Request', `request cannot be forwarded: ${err.code ?? err.message}`, this.svc.name, [
+      'x-request-id',
+      this.requestId,
+    ]);
+  }
+
+  /** The client response closed, finished or not: the exchange ends here, in every phase. */
+  private onClientClose(): void {
+    const res = this.res;
+    if (!res.writableFinished) {
+      // The client left (http-proxy #1586): abort upstream so no socket leaks.
+      if (this.verdict === 'pending') this.abandon();
+      this.proxyReq?.destroy();
+      this.proxyRes?.destroy();
+    }
+    this.phase = 'done';
+    this.disarm();
+    const left = this.verdict === 'abandoned' && !res.writableFinished;
+    this.owner.completed({
+      service: this.svc.name,
+      status: left ? CLIENT_CLOSED : res.statusCode,
+      outcome: this.verdict === 'pending' ? 'abandoned' : this.verdict,
+      durationSeconds: (performance.now() - this.started) / 1000,
+      method: this.req.method ?? '',
+      path: this.req.url ?? '',
+      requestId: this.requestId,
+    });
+  }
+
+  private arm(ms: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(fireTimer, ms, this);
+  }
+
+  private disarm(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private fail(reason: FailureReason, cause: string, code: string | undefined): void {
+    this.verdict = 'failure';
+    this.breaker.failure(this.ticket, reason, cause, code, this.requestId);
+  }
+
+  private abandon(): void {
+    if (this.verdict !== 'pending') return;
+    this.verdict = 'abandoned';
+    this.breaker.abandon(this.ticket);
+  }
+}
+
+function fireTimer(exchange: Exchange): void {
+  exchange.onTimer();
+}
+
+/** Resets the client connection (RST), the one signal of a cut body no client can miss. */
+function resetClient(res: ServerResponse): void {
+  const socket = res.socket;
+  if (socket && !socket.destroyed) socket.resetAndDestroy();
+  else res.destroy();
+}
+
+function pairs(raw: readonly string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
+  return out;
+}
