@@ -105,7 +105,9 @@ export interface RunningProxy {
 
 /** Starts the real proxy in-process from YAML text, on loopback port 0. */
 export async function startProxy(yaml: string, opts: ProxyOptions & { env?: NodeJS.ProcessEnv } = {}): Promise<RunningProxy> {
-  const full = `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
+  // A test that sets its own `listen:` (e.g. maxConnections) must keep it on 127.0.0.1, port 0.
+  const listen = /^listen:/m.test(yaml) ? '' : 'listen: { host: 127.0.0.1, port: 0 }\n';
+  const full = `${listen}admin: { host: 127.0.0.1, port: 0 }\n${yaml}`;
   const config = parseConfig(full, opts.env ?? {});
   const logs = new LogSink();
   const log = createLogger({ level: 'debug', stream: logs });

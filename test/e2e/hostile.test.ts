@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { rawRequest, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
-/** Hostile request targets and headers (SPEC §2): a clear 4xx, nothing forwarded, the proxy lives. */
+/** Hostile request targets and headers (docs/behaviour.md): a clear 4xx, nothing forwarded, the proxy lives. */
 describe('hostile input', () => {
   let up: Upstream;
   let p: RunningProxy;
@@ -33,6 +33,16 @@ describe('hostile input', () => {
     ['double-encoded dot-dot', '/svc/product/%252E%252E/x', 400],
     ['trailing dot-dot', '/svc/product/x/..', 400],
     ['dot-dot as service', '/svc/../product/x', 400],
+    ['dot-dot with a path parameter (Tomcat reads ..;/ as ../)', '/svc/product/..;/admin', 400],
+    ['encoded dot-dot with a path parameter', '/svc/product/%2e%2e;x/admin', 400],
+    ['dot with a path parameter', '/svc/product/.;/x', 400],
+    ['dot-dot with a path parameter and a value', '/svc/product/..;jsessionid=1/admin', 400],
+    ['encoded NUL', '/svc/product/x%00.json', 400],
+    ['dot-dot then encoded NUL', '/svc/product/..%00/x', 400],
+    ['double-encoded NUL', '/svc/product/x%2500', 400],
+    ['encoded control byte (LF)', '/svc/product/x%0aSet-Cookie:%20a=b', 400],
+    ['overlong UTF-8 dot-dot', '/svc/product/%c0%ae%c0%ae/x', 400],
+    ['overlong UTF-8 slash', '/svc/product/..%c0%afadmin', 400],
     ['doubled slash before svc', '//svc/product/x', 404],
     ['doubled slash after svc', '/svc//product/x', 404],
     ['upper-case prefix', '/SVC/product/x', 404],
@@ -73,6 +83,39 @@ describe('hostile input', () => {
       const r = await send('/svc/product/x', header);
       assert.match(r, /^HTTP\/1\.1 400 /, JSON.stringify(header));
     }
+  });
+
+  test('a path parameter that is not a dot segment is forwarded as received', async () => {
+    const seen: string[] = [];
+    const on = (req: { url?: string }): void => void seen.push(req.url ?? '');
+    up.events.on('request', on);
+    try {
+      const r = await send('/svc/product/a;jsessionid=1/..x;y/%2e%2ex');
+      assert.match(r, /^HTTP\/1\.1 200 /);
+      assert.deepEqual(seen, ['/base/a;jsessionid=1/..x;y/%2e%2ex']);
+    } finally {
+      up.events.off('request', on);
+    }
+  });
+
+  test('more than 100 request headers -> 431, nothing forwarded', async () => {
+    const before = up.requests;
+    const many = Array.from({ length: 101 }, (_, i) => `X-H${i}: v\r\n`).join('');
+    assert.match(await send('/svc/product/x', many), /^HTTP\/1\.1 431 /);
+    const exactly = Array.from({ length: 98 }, (_, i) => `X-H${i}: v\r\n`).join(''); // + Host + Connection = 100
+    assert.match(await send('/svc/product/x', exactly), /^HTTP\/1\.1 200 /);
+    assert.equal(up.requests, before + 1);
+  });
+
+  test('Content-Length after header 2,000 (head under 16 KiB) is never forwarded as a POST without its body: 431', async () => {
+    const before = up.requests;
+    const many = 'a:v\r\n'.repeat(2001);
+    const r = await rawRequest(
+      p.port,
+      `POST /svc/product/x HTTP/1.1\r\nHost: x\r\n${many}Content-Length: 5\r\nConnection: close\r\n\r\nhello`,
+    );
+    assert.match(r, /^HTTP\/1\.1 431 /);
+    assert.equal(up.requests, before);
   });
 
   test('a request Trailer header and TE are dropped, not fatal', async () => {
