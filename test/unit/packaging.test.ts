@@ -103,14 +103,11 @@ describe('docker-compose.yml', () => {
     }
     assert.deepEqual([...sample.services.keys()].sort(), [...SERVICE_NAMES].sort());
   });
-  test("circuit-proxy is make-order's sidecar: shared network namespace, ports published there", () => {
+  test("circuit-proxy is make-order's sidecar: shared network namespace, admin published, proxy port not", () => {
     const cp = svc['circuit-proxy'];
     assert.equal(cp.network_mode, 'service:make-order');
     const published = (svc['make-order'].ports as string[]).map((p) => p.split(':').map(Number));
-    assert.ok(
-      published.some(([h, c]) => h === PORT && c === PORT),
-      `publishes ${PORT}`,
-    );
+    assert.ok(!published.some(([, c]) => c === PORT), `${PORT} is the app's alone (loopback)`);
     assert.ok(
       published.some(([h, c]) => h === ADMIN && c === ADMIN),
       `publishes ${ADMIN}`,
@@ -132,11 +129,17 @@ describe('docker-compose.yml', () => {
   });
   const compose1 = spawnSync('docker-compose', ['version']).status === 0;
   test(
-    'docker-compose config -q accepts it',
+    'docker-compose config -q accepts it, and the sidecar proxy listens on loopback with no published proxy port',
     { skip: !compose1 && 'docker-compose not installed (apt-get install docker-compose)' },
     () => {
-      const r = spawnSync('docker-compose', ['-f', `${ROOT}docker-compose.yml`, 'config', '-q'], { encoding: 'utf8', cwd: ROOT });
+      const r = spawnSync('docker-compose', ['-f', `${ROOT}docker-compose.yml`, 'config'], { encoding: 'utf8', cwd: ROOT });
       assert.equal(r.status, 0, r.stderr);
+      const resolved = parseAllDocuments(r.stdout)[0]!.toJS() as any;
+      const env = resolved.services['circuit-proxy'].environment;
+      assert.equal(env.CIRCUIT_PROXY_LISTEN_HOST, '127.0.0.1');
+      assert.equal(loadConfig(`${ROOT}config/proxy.yaml`, env).listen.host, '127.0.0.1');
+      const published = JSON.stringify(resolved.services['make-order'].ports ?? []);
+      assert.doesNotMatch(published, new RegExp(`\\b${PORT}\\b`), 'the proxy port is not published');
     },
   );
 });
@@ -165,6 +168,7 @@ describe('examples/kubernetes', () => {
     const cfg = parseConfig(cm.data['proxy.yaml'], {});
     assert.deepEqual([...cfg.services.keys()].sort(), [...SERVICE_NAMES].sort());
     assert.deepEqual([cfg.listen.port, cfg.admin.port], [PORT, ADMIN]);
+    assert.equal(cfg.listen.host, '127.0.0.1', 'the sidecar proxy listens on loopback only');
     assert.equal(sidecar.volumeMounts[0].mountPath, '/etc/circuit-proxy');
     assert.deepEqual(sidecar.args, ['serve', '--config', '/etc/circuit-proxy/proxy.yaml']);
   });
