@@ -11,7 +11,8 @@
  * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / open / floor, every other round in
  * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
  * at the same time (bench/paired.ts), and closed, open (a second proxy process) and floor likewise; RSS
- * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS).
+ * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS);
+ * streaming rounds (bench/streaming.ts: a 1 GiB response and request body, baseline against circuit-proxy).
  * Every Node process runs with circuit-proxy's NODE_FLAGS, on this Node or BENCH_NODE (bench/tools.ts). Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -21,6 +22,7 @@ import { cpus } from 'node:os';
 import { firstLine, forceOpen, listeningPorts } from './child.js';
 import { NODE_FLAGS } from '../src/runtime.js';
 import { pairedRounds } from './paired.js';
+import { streamingRounds, STREAM_MB, STREAM_ROUNDS, type StreamingResult } from './streaming.js';
 import { CLK_TCK, cleanUp, cpuTicks, load, median, NODE_VERSION, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -204,6 +206,9 @@ async function main(): Promise<void> {
   const bigRss = rssMB(big.pid!);
   big.kill('SIGTERM');
 
+  process.stdout.write(`\nstreaming: ${STREAM_MB} MiB each way, ${STREAM_ROUNDS} alternating rounds...\n`);
+  const streaming: StreamingResult = await streamingRounds();
+
   const ratios = {
     closedVsBaseline: Math.round((summary.closed.rps / summary.baseline.rps) * 1000) / 1000,
     openVsClosed: Math.round((summary.open.rps / summary.closed.rps) * 100) / 100,
@@ -213,7 +218,12 @@ async function main(): Promise<void> {
   };
   const targetsMet = {
     'closed >= 0.95x baseline rps': ratios.closedVsBaseline >= 0.95,
-    'open >= 4x closed rps': ratios.openVsClosed >= 4,
+    'closed >= 0.95x baseline CPU per request (paired)': pairedClosed!.medianRatio >= 0.95,
+    'open >= 0.90x the floor rps': ratios.openVsFloor >= 0.9,
+    'streaming download >= 0.90x baseline throughput': streaming.download.ratio >= 0.9,
+    'streaming upload >= 0.90x baseline throughput': streaming.upload.ratio >= 0.9,
+    'streaming download: RSS growth <= baseline + 10 MB': streaming.download.rssGrowthOverBaselineMB <= 10,
+    'streaming upload: RSS growth <= baseline + 10 MB': streaming.upload.rssGrowthOverBaselineMB <= 10,
     'open p99 <= 3 ms': summary.open.p99ms <= 3,
     'open: zero upstream connections and requests': openUpstreamConnections === 0,
     [`RSS <= 100 MB after ${RSS_SECONDS}s at 50 connections`]: sustained.rssMB <= 100,
@@ -223,7 +233,7 @@ async function main(): Promise<void> {
   };
   const result = {
     date: new Date().toISOString(),
-    command: `${process.env.BENCH_NODE ? `BENCH_NODE=${process.env.BENCH_NODE} ` : ''}BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_PAIRED_ROUNDS=${PAIRED_ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} npm run bench`,
+    command: `${process.env.BENCH_NODE ? `BENCH_NODE=${process.env.BENCH_NODE} ` : ''}BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_PAIRED_ROUNDS=${PAIRED_ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} BENCH_STREAM_MB=${STREAM_MB} BENCH_STREAM_ROUNDS=${STREAM_ROUNDS} npm run bench`,
     machine: {
       cpu: cpus()[0]?.model,
       cores: cpus().length,
@@ -248,6 +258,7 @@ async function main(): Promise<void> {
     openUpstreamConnections,
     sustained: { seconds: RSS_SECONDS, rps: Math.round(sustained.rps), rssMB: sustained.rssMB },
     thousandServices: { readyMs, scrapeMs, metricsBytes: seriesBytes, rssMB: bigRss },
+    streaming,
     targetsMet,
   };
   mkdirSync(`${ROOT}bench/results`, { recursive: true });
@@ -281,7 +292,10 @@ async function main(): Promise<void> {
     `\nopen circuit: ${openUpstreamConnections} upstream connections; after ${RSS_SECONDS}s at 50 connections RSS ${sustained.rssMB} MB\n`,
   );
   process.stdout.write(
-    `1,000 services: ready in ${readyMs} ms, /metrics scrape ${scrapeMs} ms (${Math.round(seriesBytes / 1024)} KiB), RSS ${bigRss} MB\n\n`,
+    `1,000 services: ready in ${readyMs} ms, /metrics scrape ${scrapeMs} ms (${Math.round(seriesBytes / 1024)} KiB), RSS ${bigRss} MB\n`,
+  );
+  process.stdout.write(
+    `streaming ${STREAM_MB} MiB: download ${streaming.download.ratio}x baseline (RSS growth ${streaming.download.rssGrowthOverBaselineMB} MB over it), upload ${streaming.upload.ratio}x (${streaming.upload.rssGrowthOverBaselineMB} MB)\n\n`,
   );
   for (const [k, v] of Object.entries(targetsMet)) process.stdout.write(`  ${v ? 'met   ' : 'MISSED'}  ${k}\n`);
   process.stdout.write(`\nwritten: ${file}, BENCHMARKS.md\n`);
@@ -311,6 +325,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 - Open circuit: ${r.openUpstreamConnections} upstream connections and requests during all open rounds.
 - Sustained: a fresh proxy process after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s): RSS ${r.sustained.rssMB} MB.
 - 1,000 services: ready (process start to \`/readyz\` 200) in ${r.thousandServices.readyMs} ms; \`/metrics\` scrape ${r.thousandServices.scrapeMs} ms (median, ${Math.round(r.thousandServices.metricsBytes / 1024)} KiB); RSS ${r.thousandServices.rssMB} MB.
+- Streaming (bench/streaming.ts: ${r.streaming.megabytes} MiB through the baseline and through circuit-proxy, ${r.streaming.rounds} alternating rounds, a Node client on core 1): download **${r.streaming.download.ratio}x** the baseline's throughput (MB/s per round: baseline ${r.streaming.download.baseline.map((t: any) => t.mbPerSecond).join(', ')}; circuit-proxy ${r.streaming.download.proxy.map((t: any) => t.mbPerSecond).join(', ')}), RSS growth ${r.streaming.download.rssGrowthOverBaselineMB} MB over the baseline's; upload **${r.streaming.upload.ratio}x** (baseline ${r.streaming.upload.baseline.map((t: any) => t.mbPerSecond).join(', ')}; circuit-proxy ${r.streaming.upload.proxy.map((t: any) => t.mbPerSecond).join(', ')}), RSS growth ${r.streaming.upload.rssGrowthOverBaselineMB} MB over the baseline's.
 
 | target | met |
 | --- | --- |
