@@ -30,8 +30,8 @@ USER node
 EXPOSE 8080 9901
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9901/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# node directly under tini: npm/npx wrappers would not pass SIGTERM/SIGHUP on (SPEC §8).
-# --no-memory-reducer --max-semi-space-size=16: src/runtime.ts (NODE_FLAGS) says why; a test keeps
+# node directly under tini: npm/npx wrappers would not pass SIGTERM/SIGHUP on (docs/operations.md).
+# The Node flags are src/runtime.ts's NODE_FLAGS, which says why; a test keeps
 # this line in step.
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "--max-semi-space-size=16", "--disable-warning=DEP0060", "/app/bin/circuit-proxy.js"]
 CMD ["serve"]

@@ -102,7 +102,7 @@ export async function run(argv: readonly string[]): Promise<void> {
     await buildProgram(exit).parseAsync([...argv]);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // commander exits 1 on usage errors; SPEC §6 says 2. Help and version are 0.
+      // commander exits 1 on usage errors; ours is 2 (docs/operations.md). Help and version are 0.
       exit(err.exitCode === 0 ? ExitCode.ok : ExitCode.usage);
       return;
     }

@@ -48,5 +48,5 @@ export function formatProblems(problems: readonly ConfigProblem[], file?: string
   return [head, ...lines].join('\n');
 }
 
-/** Exit codes of the CLI (SPEC §6). `status` adds 3: a circuit is open. */
+/** Exit codes of the CLI (docs/operations.md). `status` adds 3: a circuit is open. */
 export const ExitCode = { ok: 0, runtime: 1, usage: 2, circuitOpen: 3 } as const;

@@ -48,7 +48,7 @@ function prettyAvailable(): boolean {
 }
 
 /**
- * Subscribes the log to breaker and proxy events (SPEC §5). The phrases `Circuit open for <name>`
+ * Subscribes the log to breaker and proxy events (docs/observability.md, "Logs"). The phrases `Circuit open for <name>`
  * and `<name> unreachable: ...` are part of the contract: operators grep for them.
  */
 export function attachLogs(log: Logger, registry: BreakerRegistry, handler: ProxyHandler, accessLog: boolean): void {

@@ -7,7 +7,7 @@ export type AuthResult = { ok: true; who: string } | { ok: false; status: 401 | 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
 /**
- * Operator actions (SPEC §4): with a token configured, `Authorization: Bearer <token>` is required
+ * Operator actions (docs/observability.md): with a token configured, `Authorization: Bearer <token>` is required
  * (compared in constant time, on digests so the length does not leak); without one, loopback only.
  */
 export function authorize(req: IncomingMessage, token: string | undefined): AuthResult {

@@ -19,7 +19,7 @@ export interface AdminDeps {
 
 const MAX_BODY = 4096;
 
-/** The admin listener (SPEC §4): health, metrics, breaker state, operator actions, reload. */
+/** The admin listener (docs/observability.md): health, metrics, breaker state, operator actions, reload. */
 export function createAdminServer(deps: AdminDeps): Server {
   return createServer((req, res) => {
     handle(deps, req, res).catch((err: unknown) => {

@@ -7,12 +7,12 @@ import type { ServiceConfig } from '../config/types.js';
 /** Breaker states as the admin API and logs spell them. */
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
-/** Why an exchange failed (SPEC §3). */
+/** Why an exchange failed (docs/behaviour.md, "What counts as a failure"). */
 export type FailureReason = 'connect' | 'timeout' | 'reset' | 'status';
 
 export const FAILURE_REASONS: readonly FailureReason[] = ['connect', 'timeout', 'reset', 'status'];
 
-/** Numeric encoding of the state gauge (SPEC §4). */
+/** Numeric encoding of the state gauge (docs/observability.md). */
 export const STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, half_open: 2 };
 
 export interface TransitionEvent {
@@ -41,7 +41,7 @@ export interface BreakerEvents {
   failure: [FailureEvent];
 }
 
-/** Admin-facing snapshot (SPEC §4 `/breakers`). */
+/** Admin-facing snapshot (`/breakers`, docs/observability.md). */
 export interface BreakerSnapshot {
   name: string;
   url: string;
@@ -76,7 +76,7 @@ const NEVER_FIRED = (): Promise<void> => Promise.resolve();
  *
  * opossum holds the state (CLOSED / OPEN / HALF_OPEN), emits the transitions and runs the cooldown
  * timer (`resetTimeout`) that moves OPEN to HALF_OPEN. Admission and outcomes go through this class
- * instead of `fire()`, because the proxy needs what `fire()` cannot give (STYLE.md, "opossum, used well"):
+ * instead of `fire()`, because the proxy needs what `fire()` cannot give (docs/architecture.md, "How opossum is used"):
  * - consecutive-failure trips (opossum only knows percentages over a rolling window);
  * - a third outcome, "abandoned" (client left), that neither closes nor opens and frees the half-open
  *   trial slot; opossum's `pendingClose` flag cannot be re-armed from outside;

@@ -12,7 +12,21 @@
  * (`code`, `reason`, `from`/`to`) are shared frozen objects.
  */
 
+import type { Metric, Registry } from 'prom-client';
+
 export type Labels = Readonly<Record<string, string>>;
+
+/**
+ * Registers a family of ours (this file's SampledFamily, latency.ts's LatencyHistogram) with a
+ * prom-client registry. They have what `Registry` reads of a metric (`name`, `help`, `type`,
+ * `aggregator`, `get()`), not the whole `Metric` class: the one reach into prom-client's
+ * internals, hence prom-client pinned exactly in package.json and the tests that compare our
+ * exposition with prom-client's own Counter, Gauge and Histogram (test/unit/family.test.ts,
+ * test/unit/latency.test.ts).
+ */
+export function registerFamily(registry: Registry, family: { readonly name: string; get(): unknown }): void {
+  registry.registerMetric(family as unknown as Metric);
+}
 
 /** A sample as prom-client's registry renders it. */
 export interface Sample {

@@ -1,8 +1,8 @@
-import { collectDefaultMetrics, Counter, Registry, type Metric } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 import { FAILURE_REASONS, STATE_VALUE, type BreakerRegistry, type BreakerState, type ServiceBreaker } from '../breaker/index.js';
 import type { Completed } from '../proxy/exchange.js';
 import type { ProxyHandler } from '../proxy/handler.js';
-import { LabelCache, NO_LABELS, SampledFamily, type Emit, type Labels } from './family.js';
+import { LabelCache, NO_LABELS, registerFamily, SampledFamily, type Emit, type Labels } from './family.js';
 import { LatencyHistogram, type LatencyCell } from './latency.js';
 
 /** Latency buckets (seconds): few on purpose, each costs a comparison per request. */
@@ -43,7 +43,7 @@ const REASON = FAILURE_REASONS.map((reason) => Object.freeze({ reason }));
 const REASON_INDEX = new Map(FAILURE_REASONS.map((r, i) => [r, i]));
 
 /**
- * prom-client metrics (SPEC §4), fed only by breaker and proxy events. Per-service series exist
+ * prom-client metrics (docs/observability.md), fed only by breaker and proxy events. Per-service series exist
  * from startup at zero and vanish when a reload removes the service; labels come from config only.
  */
 export class ProxyMetrics {
@@ -56,7 +56,7 @@ export class ProxyMetrics {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     const series = this.series;
     const family = (name: string, help: string, type: 'counter' | 'gauge', read: (emit: Emit) => void, zero?: () => void) =>
-      this.registry.registerMetric(new SampledFamily(name, help, type, read, zero) as unknown as Metric);
+      registerFamily(this.registry, new SampledFamily(name, help, type, read, zero));
     const zeroAll = (zero: (s: ServiceSeries) => void) => () => {
       for (const s of series.values()) zero(s);
     };
@@ -126,7 +126,7 @@ export class ProxyMetrics {
       'service',
       DURATION_BUCKETS,
     );
-    this.registry.registerMetric(this.duration as unknown as Metric);
+    registerFamily(this.registry, this.duration);
     this.unrouted = new Counter({
       name: 'proxy_unrouted_requests_total',
       help: 'Requests that named no configured service (400, 404, 414).',

@@ -38,7 +38,7 @@ export function classifyUpstreamError(err: NodeJS.ErrnoException): Classified {
   return { reason: 'reset', cause: `connection reset before response (${code || err.message})` };
 }
 
-/** HTTP status the proxy answers with for a failure it detected itself (SPEC §3). */
+/** HTTP status the proxy answers with for a failure it detected itself (docs/behaviour.md). */
 export function statusForFailure(reason: FailureReason | 'open'): 502 | 503 | 504 {
   switch (reason) {
     case 'open':

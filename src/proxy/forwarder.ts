@@ -9,11 +9,11 @@
  * on the upstream request's `socket` event. A client body that arrived with the request head is
  * pushed synchronously, and piped straight away it would make Node render the request line
  * before that event (http-proxy #1287): the body is handed to http-proxy as its documented
- * `buffer`, a {@link DeferredBody} that starts piping only once `proxyReq` has run.
+ * `buffer`, a {@link DeferredBody} that starts only in the `proxyReq` listener.
  */
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { Stream } from 'node:stream';
+import type { Stream } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { ServiceConfig } from '../config/types.js';
 
@@ -30,11 +30,12 @@ export interface ForwardSink {
 
 /**
  * The request body as http-proxy's `buffer` option ("a stream to send as the request body", of
- * which it calls `pipe(proxyReq)` once). Piping starts on the upstream request's `socket` event,
- * after http-proxy's own listener of that event has emitted `proxyReq`. It carries what the
- * `proxyReq` listener needs to know about the request.
+ * which it only calls `pipe(proxyReq)`, once, synchronously). That call does nothing here: the
+ * body starts in the `proxyReq` listener, after the request line and framing are set. It also
+ * carries what that listener needs to know about the request. Not a `Stream`: an EventEmitter's
+ * setup per request would be work nobody uses, hence the one cast where it is handed over.
  */
-class DeferredBody extends Stream {
+class DeferredBody {
   constructor(
     readonly req: IncomingMessage,
     /** Base path + rest + query, exactly as the upstream must see it. */
@@ -43,16 +44,16 @@ class DeferredBody extends Stream {
     readonly hasBody: boolean,
     /** The body is chunked (http-proxy's `deleteLength` turns a chunked DELETE into `content-length: 0`). */
     readonly chunked: boolean,
-  ) {
-    super();
+  ) {}
+
+  pipe<T>(dest: T): T {
+    return dest;
   }
 
-  override pipe<T extends NodeJS.WritableStream>(dest: T): T {
-    dest.once('socket', () => {
-      if (this.hasBody) this.req.pipe(dest);
-      else dest.end();
-    });
-    return dest;
+  /** Sends the body (or ends a bodyless request): called once the request line is final. */
+  start(proxyReq: ClientRequest): void {
+    if (this.hasBody) this.req.pipe(proxyReq);
+    else proxyReq.end();
   }
 }
 
@@ -77,7 +78,7 @@ function sinkOf(res: ServerResponse | unknown): ForwardSink | undefined {
 }
 
 function onProxyReq(proxyReq: ClientRequest, _req: IncomingMessage, res: ServerResponse, options: httpProxy.ServerOptions): void {
-  const body = options.buffer;
+  const body = options.buffer as unknown;
   const sink = sinkOf(res);
   if (!(body instanceof DeferredBody) || sink === undefined) return;
   if (proxyReq.headersSent) {
@@ -94,6 +95,7 @@ function onProxyReq(proxyReq: ClientRequest, _req: IncomingMessage, res: ServerR
     proxyReq.setHeader('transfer-encoding', 'chunked');
   }
   sink.onUpstreamRequest(proxyReq);
+  body.start(proxyReq);
 }
 
 /** http-proxy's `error` event (with a listener attached, it never throws: its `onError`). */
@@ -132,7 +134,8 @@ export class Forwarder {
     const r = this.route(service);
     req.headers.host = r.host;
     (res as WithSink)[SINK] = sink;
-    r.proxy.web(req, res, { buffer: new DeferredBody(req, path, hasBody, req.headers['transfer-encoding'] !== undefined) });
+    const body = new DeferredBody(req, path, hasBody, req.headers['transfer-encoding'] !== undefined);
+    r.proxy.web(req, res, { buffer: body as unknown as Stream });
   }
 
   /** Closes pooled sockets. */

@@ -34,14 +34,14 @@ export function sendProblemBody(
 }
 
 /**
- * The open circuit's 503 (SPEC §3), sent over and over: body and header list are built once per
+ * The open circuit's 503 (docs/behaviour.md), sent over and over: body and header list are built once per
  * service, and only `Retry-After` and `X-Request-Id` are filled in per response (Node reads the
  * list synchronously in `writeHead` and keeps no reference to it).
  *
  * The body is kept as a string, not a Buffer: `end(string)` lets Node append it to the header
  * block as one chunk, where a Buffer body is a chunk of its own that Node's `writev` path has to
  * assemble in JavaScript (about 1% of a rejection's CPU, measured paired against a bare Node
- * server: BENCHMARKS.md, "Sixth round").
+ * server: docs/performance-notes.md, "The open path").
  */
 export class OpenCircuitResponse {
   readonly body: string;

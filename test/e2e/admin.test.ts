@@ -94,7 +94,7 @@ describe('admin listener', () => {
     assert.equal(value(m, 'proxy_unrouted_requests_total', { code: '404' }), 1000);
   });
 
-  test('/breakers and /breakers/<name> as SPEC §4 defines them; unknown name 404', async () => {
+  test('/breakers and /breakers/<name> as docs/observability.md defines them; unknown name 404', async () => {
     const all = json<{ breakers: Array<Record<string, unknown>> }>(await request(p.adminPort, '/breakers'));
     assert.deepEqual(
       all.breakers.map((b) => b.name),

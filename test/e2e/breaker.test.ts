@@ -51,7 +51,7 @@ async function controllable(): Promise<Upstream & { mode: Mode; held: Array<() =
   });
 }
 
-describe('breaker semantics (SPEC §3), real sockets', () => {
+describe('breaker semantics (docs/behaviour.md), real sockets', () => {
   let up: Awaited<ReturnType<typeof controllable>>;
   let p: RunningProxy;
   before(async () => {

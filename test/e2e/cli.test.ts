@@ -15,7 +15,7 @@ function file(name: string, text: string): string {
   return path;
 }
 
-describe('CLI (SPEC §6), the real bin', () => {
+describe('CLI (docs/operations.md), the real bin', () => {
   test('--help and --version exit 0', async () => {
     const help = await runCli(['--help']);
     assert.equal(help.code, 0);

@@ -23,7 +23,7 @@ function echo(): Promise<Upstream> {
   });
 }
 
-describe('forwarding (SPEC §2)', () => {
+describe('forwarding (docs/behaviour.md)', () => {
   let up: Upstream;
   let p: RunningProxy;
   before(async () => {

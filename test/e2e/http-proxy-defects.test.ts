@@ -72,9 +72,16 @@ describe('http-proxy 1.18.1 defects', () => {
     try {
       const target = '/svc/product//a//b/http://x/%2F?q=%20a//b&c=%2F';
       assert.equal((await request(p.port, target)).status, 200);
+      // A body that arrives with the head is pushed synchronously: piped at once, it would make
+      // Node render the request line before proxyReq (http-proxy #1287). DeferredBody waits.
+      const r = await rawRequest(
+        p.port,
+        'POST /svc/product//with//body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello',
+      );
+      assert.match(r, /^HTTP\/1\.1 200 /);
       assert.deepEqual(
         seen,
-        ['//a//b/http://x/%2F?q=%20a//b&c=%2F'],
+        ['//a//b/http://x/%2F?q=%20a//b&c=%2F', '//with//body'],
         'http-proxy rendered the request line before its proxyReq event: src/proxy/forwarder.ts must set the path elsewhere',
       );
     } finally {
@@ -132,7 +139,7 @@ describe('http-proxy 1.18.1 defects', () => {
     assert.ok(up.connections - before <= 2, `${up.connections - before} upstream connections for 1000 requests`);
   });
 
-  test('an upstream error throws without an error listener: errors go to the per-call callback, even after headers', async () => {
+  test('an upstream error throws without an error listener: our error listener takes them, even after headers', async () => {
     // Mid-body reset after headers went out is the case; the process survived the tests above.
     await assert.rejects(request(p.port, '/svc/product/reset-mid-body'));
     assert.equal((await request(p.port, '/svc/product/x')).status, 200);

@@ -47,7 +47,7 @@ function get(
   });
 }
 
-describe('lifecycle (SPEC §7), the real bin and real signals', () => {
+describe('lifecycle (docs/operations.md), the real bin and real signals', () => {
   test('SIGTERM drains: in-flight requests finish with Connection: close, new connections refused, not ready, exit 0', async () => {
     const up = await heldUpstream();
     const cli = startCli(up.url, '10s');

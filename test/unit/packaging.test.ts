@@ -95,7 +95,7 @@ describe('docker-compose.yml', () => {
   test('every service in config/proxy.yaml has a compose service of its name, reachable at the URL host and port it defaults to', () => {
     for (const s of sample.services.values()) {
       const c = svc[s.name];
-      assert.ok(c, `compose service ${s.name} (SPEC §8: docker compose stop ${s.name})`);
+      assert.ok(c, `compose service ${s.name} (docs/operations.md: docker compose stop ${s.name})`);
       assert.ok(c.networks.default.aliases.includes(s.target.hostname), `${s.name} answers as ${s.target.hostname}`);
       assert.equal(s.target.port, '8000');
       assert.equal(c.environment?.PORT ?? '8000', '8000');
