@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { configJsonSchema } from './config/json-schema.js';
 import type { LevelWithSilent } from 'pino';
 import { ExitCode } from './errors.js';
 import { LOG_LEVELS } from './log.js';
@@ -66,6 +67,15 @@ export function buildProgram(onExit: (code: number) => void): Command {
     .addOption(configOption())
     .exitOverride()
     .action((flags: { config: string }) => onExit(validate(flags.config, {})));
+
+  program
+    .command('schema')
+    .description("print the config's JSON Schema (draft 2020-12), for editors and CI (docs/configuration.md)")
+    .exitOverride()
+    .action(() => {
+      process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+      onExit(ExitCode.ok);
+    });
 
   program
     .command('status')

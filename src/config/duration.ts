@@ -2,7 +2,8 @@
 export const MAX_DURATION_MS = 2_147_483_647;
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
+/** A duration as written in the config; also the JSON Schema's pattern for durations. */
+export const DURATION_PATTERN = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/;
 
 /**
  * Parses `250ms`, `5s`, `1.5s`, `1m`, `1h`, or a bare number of milliseconds.
@@ -13,7 +14,7 @@ export function parseDuration(input: unknown): number | undefined {
     return Number.isFinite(input) && input >= 0 ? Math.round(input) : undefined;
   }
   if (typeof input !== 'string') return undefined;
-  const m = DURATION.exec(input.trim());
+  const m = DURATION_PATTERN.exec(input);
   if (!m) return undefined;
   return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!);
 }

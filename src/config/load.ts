@@ -3,7 +3,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml'
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { expandEnv } from './env.js';
-import { rawConfigSchema, SERVICE_NAME } from './schema.js';
+import { rawConfigSchema } from './schema.js';
 import { BUILTIN, type Config, type ListenConfig, type ProxyListenConfig, type ServiceConfig } from './types.js';
 
 /** Options that outrank the file: the CLI's `--port` and `--admin-port`. */
@@ -98,13 +98,7 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
   if (!parsed.success) problems.push(...parsed.error.issues.flatMap((i) => toProblems(i, lineOf)));
 
   const rawServices = (raw as { services?: unknown } | null)?.services;
-  const names = rawServices && typeof rawServices === 'object' && !Array.isArray(rawServices) ? Object.keys(rawServices) : [];
-  for (const name of names) {
-    if (!SERVICE_NAME.test(name)) {
-      problems.push(at(['services', name], `service name must match [a-z0-9][a-z0-9-_]*, got ${show(name)}`, lineOf));
-    }
-  }
-  if (parsed.success && names.length === 0) {
+  if (parsed.success && rawServices !== null && typeof rawServices === 'object' && Object.keys(rawServices).length === 0) {
     problems.push(at(['services'], 'must list at least one service', lineOf));
   }
   if (problems.length || !parsed.success) throw new ConfigError(dedupe(problems), source);
@@ -166,6 +160,11 @@ function at(path: readonly PropertyKey[], message: string, lineOf: LineOf): Conf
 function toProblems(issue: z.core.$ZodIssue, lineOf: LineOf): ConfigProblem[] {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((k) => at([...issue.path, k], 'unknown key', lineOf));
+  }
+  if (issue.code === 'invalid_key') {
+    // A record key (a service name) that fails its rule: the rule is the nested issue's message.
+    const rule = issue.issues[0]?.message ?? issue.message;
+    return [at(issue.path, `${rule}, got ${show(issue.path[issue.path.length - 1])}`, lineOf)];
   }
   const input = (issue as { input?: unknown }).input;
   const message = input === undefined ? 'is required' : `${issue.message}, got ${show(input)}`;

@@ -1,89 +1,168 @@
 import { z } from 'zod';
-import { MAX_DURATION_MS, parseDuration } from './duration.js';
+import { DURATION_PATTERN, MAX_DURATION_MS, parseDuration } from './duration.js';
 import type { StatusRange } from './types.js';
 
 /**
- * The one schema the YAML is checked against (docs/configuration.md). Unknown keys are rejected everywhere.
- * Messages state the rule; the loader adds the key path and the value received.
+ * The one schema the YAML is checked against (docs/configuration.md), and the source of the JSON
+ * Schema that `circuit-proxy schema` prints (./json-schema.ts). Unknown keys are rejected
+ * everywhere. Messages state the rule; the loader adds the key path and the value received. Each
+ * key's `meta` (description with unit, default) is what editors show.
  */
+
+/** Every rule's message, with the same wording for every way a value can miss it. */
+function rule(message: string): { error: string } {
+  return { error: message };
+}
 
 const DURATION_RULE = 'must be a duration such as 250ms, 5s, 1m or a number of milliseconds, from 1ms to 24d';
 
-const duration = z.unknown().transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === undefined || ms < 1 || ms > MAX_DURATION_MS) {
-    ctx.issues.push({ code: 'custom', message: DURATION_RULE, input: value });
-    return z.NEVER;
-  }
-  return ms;
-});
+/** `250ms`, `5s`, `1.5s`, `1m`, `1h`, or a bare number of milliseconds; milliseconds out. */
+function duration(description: string, defaultValue: string) {
+  return z
+    .union(
+      [
+        z.string(rule(DURATION_RULE)).regex(DURATION_PATTERN, rule(DURATION_RULE)),
+        z.number(rule(DURATION_RULE)).min(1, rule(DURATION_RULE)).max(MAX_DURATION_MS, rule(DURATION_RULE)),
+      ],
+      rule(DURATION_RULE),
+    )
+    .meta({ description, default: defaultValue })
+    .transform((value, ctx) => {
+      const ms = parseDuration(value);
+      if (ms === undefined || ms < 1 || ms > MAX_DURATION_MS) {
+        ctx.issues.push({ code: 'custom', message: DURATION_RULE, input: value });
+        return z.NEVER;
+      }
+      return ms;
+    });
+}
 
-const threshold = z.int({ error: 'must be an integer ≥ 1' }).min(1, { error: 'must be an integer ≥ 1' });
-const port = z
-  .int({ error: 'must be an integer from 0 to 65535' })
-  .min(0, { error: 'must be an integer from 0 to 65535' })
-  .max(65535, { error: 'must be an integer from 0 to 65535' });
-const host = z.string({ error: 'must be a host name or IP address' }).min(1, { error: 'must not be empty' });
+const THRESHOLD_RULE = 'must be an integer ≥ 1';
+const threshold = z
+  .int(rule(THRESHOLD_RULE))
+  .min(1, rule(THRESHOLD_RULE))
+  .meta({ description: 'Consecutive failures that open the circuit. Env CB_THRESHOLD overrides the defaults.', default: 3 });
+
+const PORT_RULE = 'must be an integer from 0 to 65535';
+const port = (description: string, defaultValue: number) =>
+  z.int(rule(PORT_RULE)).min(0, rule(PORT_RULE)).max(65535, rule(PORT_RULE)).meta({ description, default: defaultValue });
+const host = (description: string) =>
+  z.string(rule('must be a host name or IP address')).min(1, rule('must not be empty')).meta({ description });
 
 const STATUS_RULE = 'must be a list of HTTP statuses (100-599) or ranges such as 500-599';
-const statusEntry = z.unknown().transform((value, ctx): StatusRange => {
-  const m = typeof value === 'number' ? [String(value), String(value), String(value)] : /^(\d{3})(?:-(\d{3}))?$/.exec(String(value).trim());
-  const from = m ? Number(m[1]) : NaN;
-  const to = m ? Number(m[2] ?? m[1]) : NaN;
-  if (!m || !(from >= 100 && to <= 599 && from <= to)) {
-    ctx.issues.push({ code: 'custom', message: STATUS_RULE, input: value });
-    return z.NEVER;
-  }
-  return { from, to };
-});
-const failureStatuses = z.array(statusEntry, { error: STATUS_RULE });
+const STATUS_PATTERN = /^[1-5]\d\d(?:-[1-5]\d\d)?$/;
+const statusEntry = z
+  .union(
+    [
+      z.int(rule(STATUS_RULE)).min(100, rule(STATUS_RULE)).max(599, rule(STATUS_RULE)),
+      z.string(rule(STATUS_RULE)).regex(STATUS_PATTERN, rule(STATUS_RULE)),
+    ],
+    rule(STATUS_RULE),
+  )
+  .transform((value, ctx): StatusRange => {
+    const range = statusRange(value);
+    if (range.from > range.to) {
+      ctx.issues.push({ code: 'custom', message: STATUS_RULE, input: value });
+      return z.NEVER;
+    }
+    return range;
+  });
 
-const url = z.string({ error: 'must be an http: or https: URL' }).superRefine((value, ctx) => {
-  let parsed: URL;
-  try {
-    parsed = new URL(value);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: 'must be an http: or https: URL', input: value });
-    return;
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    ctx.addIssue({ code: 'custom', message: 'must be an http: or https: URL', input: value });
-  } else if (parsed.search || parsed.hash || value.includes('?') || value.includes('#')) {
-    ctx.addIssue({ code: 'custom', message: 'must not carry a query or fragment', input: value });
-  }
+function statusRange(value: number | string): StatusRange {
+  if (typeof value === 'number') return { from: value, to: value };
+  const [from, to = from] = value.split('-');
+  return { from: Number(from), to: Number(to) };
+}
+const failureStatuses = z.array(statusEntry, rule(STATUS_RULE)).meta({
+  description: 'Upstream statuses counted as failures: codes or ranges, e.g. [429, 500-599]. [] counts none.',
+  default: ['500-599'],
 });
 
+const URL_RULE = 'must be an http: or https: URL';
+const url = z
+  .string(rule(URL_RULE))
+  .regex(/^https?:\/\//i, rule(URL_RULE))
+  .superRefine((value, ctx) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: URL_RULE, input: value });
+      return;
+    }
+    if (parsed.search || parsed.hash || value.includes('?') || value.includes('#')) {
+      ctx.addIssue({ code: 'custom', message: 'must not carry a query or fragment', input: value });
+    }
+  })
+  .meta({ description: 'Base URL of the upstream (http: or https:), may carry a path prefix; no query or fragment.' });
+
+/** Keys that may stand under `defaults` or under a service. */
 const tuning = {
   threshold: threshold.optional(),
-  cooldown: duration.optional(),
-  timeout: duration.optional(),
-  bodyIdleTimeout: duration.optional(),
+  cooldown: duration('OPEN -> HALF_OPEN after this long. Env CB_COOLDOWN_SECONDS overrides the defaults.', '30s').optional(),
+  timeout: duration('No response headers this long after the whole request is in: a failure, 504. Connecting counts.', '5s').optional(),
+  bodyIdleTimeout: duration('A response body that stalls this long between chunks is cut (failure: reset).', '30s').optional(),
   failureStatuses: failureStatuses.optional(),
 };
 
 const CONNECTIONS_RULE = 'must be an integer from 1 to 1000000';
-const maxConnections = z.int({ error: CONNECTIONS_RULE }).min(1, { error: CONNECTIONS_RULE }).max(1_000_000, { error: CONNECTIONS_RULE });
+const maxConnections = z
+  .int(rule(CONNECTIONS_RULE))
+  .min(1, rule(CONNECTIONS_RULE))
+  .max(1_000_000, rule(CONNECTIONS_RULE))
+  .meta({ description: 'Open client connections beyond this are refused.', default: 10_000 });
 
-const admin = z.strictObject({ host: host.optional(), port: port.optional() }, { error: 'must be a mapping' });
-const listen = z.strictObject(
-  { host: host.optional(), port: port.optional(), maxConnections: maxConnections.optional() },
-  { error: 'must be a mapping' },
-);
-const clientTimeouts = z.strictObject({ header: duration.optional(), bodyIdle: duration.optional() }, { error: 'must be a mapping' });
+const MAPPING = rule('must be a mapping');
 
-const service = z.strictObject({ url, ...tuning }, { error: 'must be a mapping with at least a url' });
+const listen = z
+  .strictObject(
+    {
+      host: host('Address the proxy listens on; 127.0.0.1 for a sidecar (docs/operations.md).').optional(),
+      port: port('Proxy port; --port overrides it.', 8080).optional(),
+      maxConnections: maxConnections.optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'The proxy listener.' });
+const admin = z
+  .strictObject(
+    {
+      host: host('Address the admin listener binds.').optional(),
+      port: port('Admin port; --admin-port overrides it.', 9901).optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'The admin listener: /metrics, /breakers, /healthz, /readyz, operator actions.' });
+const clientTimeouts = z
+  .strictObject(
+    {
+      header: duration('A request head not complete within this gets 408.', '10s').optional(),
+      bodyIdle: duration('A request body idle this long between chunks gets 408; never a breaker failure.', '30s').optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'What a client may take its time over; none of these counts against a breaker.' });
 
-export const rawConfigSchema = z.strictObject(
-  {
-    listen: listen.optional(),
-    admin: admin.optional(),
-    clientTimeouts: clientTimeouts.optional(),
-    shutdownGrace: duration.optional(),
-    defaults: z.strictObject(tuning, { error: 'must be a mapping' }).optional(),
-    services: z.record(z.string(), service, { error: 'must be a mapping of service name to settings' }),
-  },
-  { error: 'must be a mapping' },
-);
+const service = z
+  .strictObject({ url, ...tuning }, rule('must be a mapping with at least a url'))
+  .meta({ description: 'One upstream: its URL and any key of `defaults` to override.' });
 
 /** Service names: `[a-z0-9][a-z0-9-_]*` (docs/configuration.md). */
 export const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+const serviceName = z.string().regex(SERVICE_NAME, rule('service name must match [a-z0-9][a-z0-9-_]*'));
+
+export const rawConfigSchema = z
+  .strictObject(
+    {
+      listen: listen.optional(),
+      admin: admin.optional(),
+      clientTimeouts: clientTimeouts.optional(),
+      shutdownGrace: duration('On SIGTERM/SIGINT, in-flight requests get this long to finish.', '10s').optional(),
+      defaults: z.strictObject(tuning, MAPPING).meta({ description: 'Apply to every service unless it sets its own.' }).optional(),
+      services: z
+        .record(serviceName, service, rule('must be a mapping of service name to settings'))
+        .meta({ description: 'Upstreams by name: requests to /svc/<name>/... go to that service.' }),
+    },
+    MAPPING,
+  )
+  .meta({ title: 'circuit-proxy configuration', description: 'circuit-proxy configuration (docs/configuration.md).' });

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, after } from 'node:test';
 import { NODE_FLAGS } from '../../src/runtime.js';
-import { json, listening, request, runCli, spawnCli, startUpstream } from '../helpers.js';
+import { json, listening, request, ROOT, runCli, spawnCli, startUpstream } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -28,6 +28,13 @@ describe('CLI (docs/operations.md), the real bin', () => {
     const version = await runCli(['--version']);
     assert.equal(version.code, 0);
     assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+  });
+
+  test('schema prints the committed JSON Schema and exits 0', async () => {
+    const r = await runCli(['schema']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, readFileSync(`${ROOT}config/proxy.schema.json`, 'utf8'));
+    assert.equal((JSON.parse(r.stdout) as { $schema: string }).$schema, 'https://json-schema.org/draft/2020-12/schema');
   });
 
   test('node runs with NODE_FLAGS whichever way the bin is started; the listening line says so', async () => {
