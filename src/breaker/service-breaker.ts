@@ -1,8 +1,13 @@
 import { type EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
 import CircuitBreaker from 'opossum';
 import { formatDuration } from '../config/duration.js';
 import type { ServiceConfig } from '../config/types.js';
+import { cooldownStep, drawCooldown, type Random } from '../policy/backoff.js';
+import { monotonic, type Clock } from '../policy/clock.js';
+import { failureRateTrip, slowCallTrip } from '../policy/rules.js';
+import { OutcomeWindow } from '../policy/window.js';
+
+export type { Clock };
 
 /** Breaker states as the admin API and logs spell them. */
 export type BreakerState = 'closed' | 'open' | 'half_open';
@@ -54,34 +59,49 @@ export interface BreakerSnapshot {
   lastTransitionAt: string;
   retryAfterSeconds: number | null;
   lastTrip: { at: string; reason: string } | null;
+  /** The window rules' counts (docs/policies.md), where a window rule is set. */
+  window?: WindowSnapshot;
+  /** Trials of this half-open period and queued callers, where `halfOpen` allows more than one trial or a queue. */
+  halfOpen?: { trials: number; admitted: number; succeeded: number; queued: number };
 }
 
 /** Returned by {@link ServiceBreaker.admit} when the request must be rejected. */
 export const REJECTED = -1;
-
-/**
- * Milliseconds on a clock that never steps: `Retry-After` is counted on it, as opossum's cooldown
- * timer (a `setTimeout`) is. Wall-clock time would be wrong across an NTP step or a VM resume: a
- * clock set back an hour would tell every rejected caller to wait an hour.
- */
-export type Clock = () => number;
-
-const monotonic: Clock = () => performance.now();
+/** Returned by {@link ServiceBreaker.admit} when the caller may wait for the half-open verdict ({@link ServiceBreaker.enqueue}). */
+export const QUEUED = -2;
 
 /** opossum's action is never fired: admission and outcomes are ours (see class doc). */
 const NEVER_FIRED = (): Promise<void> => Promise.resolve();
+
+/** A caller waiting for the half-open verdict. */
+interface Waiter {
+  readonly admitted: (ticket: number) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** What the breaker's window rules read, for `/breakers` and the metrics. */
+export interface WindowSnapshot {
+  readonly requests: number;
+  readonly failureRate: number | null;
+  readonly slowCallRate: number | null;
+}
 
 /**
  * One service's circuit breaker.
  *
  * opossum holds the state (CLOSED / OPEN / HALF_OPEN), emits the transitions and runs the cooldown
- * timer (`resetTimeout`) that moves OPEN to HALF_OPEN. Admission and outcomes go through this class
- * instead of `fire()`, because the proxy needs what `fire()` cannot give (docs/architecture.md, "How opossum is used"):
- * - consecutive-failure trips (opossum only knows percentages over a rolling window);
- * - a third outcome, "abandoned" (client left), that neither closes nor opens and frees the half-open
- *   trial slot; opossum's `pendingClose` flag cannot be re-armed from outside;
+ * timer (`resetTimeout`) that moves OPEN to HALF_OPEN. Admission, outcomes and the trip rules go
+ * through this class instead of `fire()`, because the proxy needs what `fire()` cannot give
+ * (docs/architecture.md, "How opossum is used"; docs/policies.md for the rules):
+ * - consecutive-failure trips, and the window rules (failure rate, slow calls in flight) with a
+ *   window that starts empty at every state change and counts an outcome when it is decided;
+ * - a third outcome, "abandoned" (client left), that neither closes nor opens and frees a
+ *   half-open trial slot;
  * - a state generation, so an outcome of a request admitted before the last transition is ignored
  *   (opossum would let a late success close a half-open circuit);
+ * - several trials and a queue of callers waiting for their verdict;
+ * - a cooldown per opening (backoff, an upstream's Retry-After): opossum reads `resetTimeout`
+ *   from the options object it was given at every `open()` (see {@link ServiceBreaker.cbOptions}).
  * - no Promise, timer or `Error` per request on the hot path (a rejection allocates nothing).
  *
  * A ticket is `generation * 2 + (trial ? 1 : 0)`; a plain number so admission allocates nothing.
@@ -89,10 +109,16 @@ const NEVER_FIRED = (): Promise<void> => Promise.resolve();
 export class ServiceBreaker {
   readonly config: ServiceConfig;
   private readonly cb: CircuitBreaker;
+  /**
+   * The options object handed to opossum, kept: opossum reads `resetTimeout` from it each time the
+   * circuit opens (opossum 9.0.0, pinned; test/unit/breaker.test.ts "canary" fails if that changes).
+   */
+  private readonly cbOptions: { resetTimeout: number } & Record<string, unknown>;
   private readonly events: EventEmitter<BreakerEvents>;
+  private readonly clock: Clock;
+  private readonly random: Random;
   private generation = 0;
   private failures = 0;
-  private trialInFlight = false;
   private forcedOpen = false;
   /** Set while we re-open a forced circuit whose opossum timer fired: no transition to report. */
   private silent = false;
@@ -101,18 +127,38 @@ export class ServiceBreaker {
   private openedAt = 0;
   /** The same instant on {@link clock}, for `Retry-After`. */
   private openedAtTick = 0;
+  /** The cooldown of the current (or last) opening, as drawn. */
+  private cooldownInForce: number;
+  /** Openings since the last close: the backoff step. */
+  private openings = 0;
+  private trialsAdmitted = 0;
+  private trialsSucceeded = 0;
+  private readonly waiters: Waiter[] = [];
+  /** The window of each window rule (one shared when both rules use the same window length). */
+  private readonly failureWindow: OutcomeWindow | undefined;
+  private readonly slowWindow: OutcomeWindow | undefined;
   private lastTransitionAt = Date.now();
   private lastTrip: { at: number; reason: string } | null = null;
   private prevState: BreakerState = 'closed';
 
-  private readonly clock: Clock;
-
-  constructor(config: ServiceConfig, events: EventEmitter<BreakerEvents>, rotateBucketController: EventEmitter, clock: Clock = monotonic) {
+  constructor(
+    config: ServiceConfig,
+    events: EventEmitter<BreakerEvents>,
+    rotateBucketController: EventEmitter,
+    clock: Clock = monotonic,
+    random: Random = Math.random,
+  ) {
     this.config = config;
     this.events = events;
     this.clock = clock;
-    // A fresh options object per breaker: opossum mutates it.
-    this.cb = new CircuitBreaker(NEVER_FIRED, {
+    this.random = random;
+    this.cooldownInForce = config.cooldownMs;
+    const fr = config.failureRate;
+    const sc = config.slowCalls;
+    this.failureWindow = fr ? new OutcomeWindow(fr.windowMs, clock) : undefined;
+    this.slowWindow = sc ? (fr && fr.windowMs === sc.windowMs ? this.failureWindow : new OutcomeWindow(sc.windowMs, clock)) : undefined;
+    // A fresh options object per breaker: opossum mutates it, and reads resetTimeout from it.
+    this.cbOptions = {
       name: config.name,
       resetTimeout: config.cooldownMs,
       timeout: false,
@@ -120,7 +166,8 @@ export class ServiceBreaker {
       rollingPercentilesEnabled: false,
       enableSnapshots: false,
       rotateBucketController,
-    });
+    };
+    this.cb = new CircuitBreaker(NEVER_FIRED, this.cbOptions);
     this.cb.on('open', () => this.onState('open'));
     this.cb.on('halfOpen', () => {
       if (this.forcedOpen) {
@@ -130,7 +177,7 @@ export class ServiceBreaker {
         this.silent = false;
         return;
       }
-      this.nextReason = `cooldown of ${formatDuration(this.config.cooldownMs)} elapsed`;
+      this.nextReason = `cooldown of ${formatDuration(this.cooldownInForce)} elapsed`;
       this.onState('half_open');
     });
     this.cb.on('close', () => this.onState('closed'));
@@ -152,61 +199,144 @@ export class ServiceBreaker {
     return this.failures;
   }
 
+  /** Callers waiting for the half-open verdict. */
+  get queued(): number {
+    return this.waiters.length;
+  }
+
   /** Epoch ms at which an open circuit lets its trial through; 0 when not open or forced. */
   get nextProbeAt(): number {
-    return this.cb.opened && !this.forcedOpen ? this.openedAt + this.config.cooldownMs : 0;
+    return this.cb.opened && !this.forcedOpen ? this.openedAt + this.cooldownInForce : 0;
+  }
+
+  /**
+   * The cooldown in force: while open, the one drawn for this opening; otherwise the one the next
+   * opening would get (its backoff step, before jitter).
+   */
+  get cooldownMs(): number {
+    if (this.cb.opened) return this.cooldownInForce;
+    return cooldownStep(this.openings + 1, this.config.cooldownMs, this.config.backoff);
+  }
+
+  /** The window rules' view, null where no window rule is set. */
+  windowSnapshot(): WindowSnapshot | null {
+    if (this.failureWindow === undefined && this.slowWindow === undefined) return null;
+    const f = this.failureWindow?.counts();
+    const s = this.slowWindow === this.failureWindow ? f : this.slowWindow?.counts();
+    return {
+      requests: Math.max(f?.total ?? 0, s?.total ?? 0),
+      failureRate: f ? (f.total ? f.failures / f.total : 0) : null,
+      slowCallRate: s ? (s.total ? s.slow / s.total : 0) : null,
+    };
   }
 
   /**
    * Lets a request through or not. Returns a ticket for {@link success}/{@link failure}/{@link abandon},
-   * or {@link REJECTED}. In HALF_OPEN exactly one ticket (the trial) is handed out until it settles.
+   * {@link REJECTED}, or {@link QUEUED} (call {@link enqueue}). In HALF_OPEN, `halfOpen.trials`
+   * tickets are handed out per half-open period; an abandoned trial gives its slot back.
    */
   admit(): number {
     if (this.cb.closed) return this.generation * 2;
-    if (this.cb.halfOpen && !this.trialInFlight) {
-      this.trialInFlight = true;
-      return this.generation * 2 + 1;
+    if (this.cb.halfOpen) {
+      if (this.trialsAdmitted < this.config.halfOpen.trials) {
+        this.trialsAdmitted += 1;
+        return this.generation * 2 + 1;
+      }
+      if (this.waiters.length < this.config.halfOpen.queue) return QUEUED;
     }
     return REJECTED;
+  }
+
+  /**
+   * After {@link admit} answered {@link QUEUED}: `admitted` is called once, with a closed-circuit
+   * ticket when the circuit closes, or {@link REJECTED} when it re-opens or `halfOpen.maxWait`
+   * passes. Returns a function that withdraws the caller (its client left); then `admitted` is
+   * never called.
+   */
+  enqueue(admitted: (ticket: number) => void): () => void {
+    const waiter: Waiter = {
+      admitted,
+      timer: setTimeout(() => {
+        if (this.withdraw(waiter)) admitted(REJECTED);
+      }, this.config.halfOpen.maxWaitMs),
+    };
+    this.waiters.push(waiter);
+    return () => void this.withdraw(waiter);
   }
 
   /** Whole seconds a rejected caller should wait (`Retry-After`), at least 1. */
   retryAfterSeconds(): number {
     if (this.cb.opened && !this.forcedOpen) {
-      return Math.max(1, Math.ceil((this.openedAtTick + this.config.cooldownMs - this.clock()) / 1000));
+      return Math.max(1, Math.ceil((this.openedAtTick + this.cooldownInForce - this.clock()) / 1000));
     }
     if (this.forcedOpen) return Math.max(1, Math.ceil(this.config.cooldownMs / 1000));
-    return 1; // half-open with the trial in flight: ask again shortly
+    return 1; // half-open with the trials in flight: ask again shortly
   }
 
-  success(ticket: number): void {
+  /** The request's response completed. `slow`: it was already counted as a slow call. */
+  success(ticket: number, slow = false): void {
     if (!this.current(ticket)) return;
     this.failures = 0;
     if (ticket & 1) {
-      this.trialInFlight = false;
-      this.nextReason = 'trial request succeeded';
-      this.cb.close();
+      this.trialsSucceeded += 1;
+      if (this.trialsSucceeded >= this.config.halfOpen.trials) {
+        const n = this.config.halfOpen.trials;
+        this.nextReason = n === 1 ? 'trial request succeeded' : `${n} trial requests succeeded`;
+        this.cb.close();
+      }
+      return;
     }
+    if (!slow && (this.failureWindow !== undefined || this.slowWindow !== undefined)) this.recordOutcome(false);
   }
 
-  failure(ticket: number, reason: FailureReason, detail: string, code?: string, requestId?: string): void {
+  /** The request has waited `slowCalls.duration` for response headers: a slow call, counted now. */
+  slow(ticket: number): void {
+    if (!this.current(ticket) || ticket & 1 || this.slowWindow === undefined) return;
+    this.slowWindow.record(false, true);
+    if (this.failureWindow !== undefined && this.failureWindow !== this.slowWindow) this.failureWindow.record(false, false);
+    this.evaluateWindows(undefined);
+  }
+
+  /**
+   * The upstream failed the request. `slow`: it was already counted as a slow call (it counts once
+   * more, as a failure, not as another request). `retryAfterMs`: the upstream's Retry-After, when
+   * the failure is a response carrying one.
+   */
+  failure(
+    ticket: number,
+    reason: FailureReason,
+    detail: string,
+    code?: string,
+    requestId?: string,
+    slow = false,
+    retryAfterMs?: number,
+  ): void {
     const stale = !this.current(ticket);
     this.events.emit('failure', { service: this.config.name, reason, detail, code, requestId, stale });
     if (stale) return;
     if (ticket & 1) {
-      this.trialInFlight = false;
-      this.tripWith(`trial request failed: ${detail}`);
+      this.trip(`trial request failed: ${detail}`, retryAfterMs);
       return;
     }
     this.failures += 1;
     if (this.failures >= this.config.threshold && this.cb.closed) {
-      this.tripWith(`${this.failures} consecutive failure${this.failures === 1 ? '' : 's'}: ${detail}`);
+      this.trip(`${this.failures} consecutive failure${this.failures === 1 ? '' : 's'}: ${detail}`, retryAfterMs);
+      return;
     }
+    if (this.failureWindow === undefined && this.slowWindow === undefined) return;
+    if (slow) {
+      this.slowWindow!.recordLateFailure();
+      if (this.failureWindow !== undefined && this.failureWindow !== this.slowWindow) this.failureWindow.recordLateFailure();
+    } else {
+      this.failureWindow?.record(true, false);
+      if (this.slowWindow !== undefined && this.slowWindow !== this.failureWindow) this.slowWindow.record(true, false);
+    }
+    this.evaluateWindows(retryAfterMs);
   }
 
-  /** The client left: neither success nor failure. A half-open trial slot is released. */
+  /** The client left: neither success nor failure. A half-open trial slot is given back. */
   abandon(ticket: number): void {
-    if (this.current(ticket) && ticket & 1) this.trialInFlight = false;
+    if (this.current(ticket) && ticket & 1) this.trialsAdmitted -= 1;
   }
 
   /** Operator action: open and stay open (no probing) until {@link forceClose}. */
@@ -243,16 +373,30 @@ export class ServiceBreaker {
       forced: this.forcedOpen,
       consecutiveFailures: this.failures,
       threshold: this.config.threshold,
-      cooldownMs: this.config.cooldownMs,
+      cooldownMs: this.cooldownMs,
       timeoutMs: this.config.timeoutMs,
       lastTransitionAt: new Date(this.lastTransitionAt).toISOString(),
       retryAfterSeconds: state === 'open' ? this.retryAfterSeconds() : null,
       lastTrip: this.lastTrip ? { at: new Date(this.lastTrip.at).toISOString(), reason: this.lastTrip.reason } : null,
+      ...this.policySnapshot(),
     };
   }
 
-  /** Stops opossum's timers; the breaker must not be used afterwards. */
+  /** The fields only a service with §9 keys has: the default config's snapshot stays as it was. */
+  private policySnapshot(): Pick<BreakerSnapshot, 'window' | 'halfOpen'> {
+    const window = this.windowSnapshot();
+    const h = this.config.halfOpen;
+    return {
+      ...(window !== null ? { window } : {}),
+      ...(h.trials > 1 || h.queue > 0
+        ? { halfOpen: { trials: h.trials, admitted: this.trialsAdmitted, succeeded: this.trialsSucceeded, queued: this.waiters.length } }
+        : {}),
+    };
+  }
+
+  /** Stops opossum's timers and turns away queued callers; the breaker must not be used afterwards. */
   shutdown(): void {
+    this.releaseWaiters(false);
     this.cb.shutdown();
   }
 
@@ -260,8 +404,40 @@ export class ServiceBreaker {
     return ticket >> 1 === this.generation;
   }
 
-  private tripWith(reason: string): void {
-    this.nextReason = reason;
+  /** A success into the window(s), then the rules (a success can complete `minRequests`). */
+  private recordOutcome(failure: boolean): void {
+    this.failureWindow?.record(failure, false);
+    if (this.slowWindow !== undefined && this.slowWindow !== this.failureWindow) this.slowWindow.record(failure, false);
+    this.evaluateWindows(undefined);
+  }
+
+  private evaluateWindows(retryAfterMs: number | undefined): void {
+    if (!this.cb.closed) return;
+    const fr = this.config.failureRate;
+    const sc = this.config.slowCalls;
+    const reason =
+      (fr && failureRateTrip(this.failureWindow!.counts(), fr)) || (sc && slowCallTrip(this.slowWindow!.counts(), sc)) || undefined;
+    if (reason !== undefined) this.trip(reason, retryAfterMs);
+  }
+
+  /**
+   * Opens the circuit for a cooldown: an honoured upstream Retry-After decides its length, else the
+   * backoff step (the step advances either way). The reason says which applied.
+   */
+  private trip(reason: string, retryAfterMs: number | undefined): void {
+    this.openings += 1;
+    const drawn = drawCooldown(this.openings, this.config.cooldownMs, this.config.backoff, this.random);
+    let ms = drawn.ms;
+    let why = reason;
+    if (retryAfterMs !== undefined && this.config.retryAfter !== undefined) {
+      ms = Math.min(Math.max(retryAfterMs, 1000), this.config.retryAfter.maxMs);
+      why = `${reason}; upstream Retry-After ${formatDuration(ms)}`;
+    } else if (drawn.note) {
+      why = `${reason}; ${drawn.note}`;
+    }
+    this.cooldownInForce = ms;
+    this.cbOptions.resetTimeout = ms;
+    this.nextReason = why;
     this.cb.open();
   }
 
@@ -271,14 +447,43 @@ export class ServiceBreaker {
     const reason = this.nextReason || 'opossum state change';
     this.nextReason = '';
     this.generation += 1;
-    this.trialInFlight = false;
+    this.trialsAdmitted = 0;
+    this.trialsSucceeded = 0;
+    this.failureWindow?.clear();
+    this.slowWindow?.clear();
     if (to === 'open') {
       this.openedAt = Date.now();
       this.openedAtTick = this.clock();
       this.lastTrip = { at: this.openedAt, reason };
+      if (this.forcedOpen) this.cooldownInForce = this.config.cooldownMs;
     }
-    if (to === 'closed') this.failures = 0;
+    if (to === 'closed') {
+      this.failures = 0;
+      this.openings = 0;
+      this.cooldownInForce = this.config.cooldownMs;
+      this.cbOptions.resetTimeout = this.config.cooldownMs;
+    }
     this.emitTransition(from, to, reason);
+    if (to !== 'half_open') this.releaseWaiters(to === 'closed');
+  }
+
+  /** The half-open verdict reaches the queue: on close each caller goes on as a closed-circuit request. */
+  private releaseWaiters(closed: boolean): void {
+    if (this.waiters.length === 0) return;
+    const waiters = this.waiters.splice(0);
+    for (const w of waiters) clearTimeout(w.timer);
+    // Not from inside the outcome that closed the circuit: the callers start their own exchanges.
+    queueMicrotask(() => {
+      for (const w of waiters) w.admitted(closed && this.cb.closed ? this.generation * 2 : REJECTED);
+    });
+  }
+
+  private withdraw(waiter: Waiter): boolean {
+    const i = this.waiters.indexOf(waiter);
+    if (i < 0) return false;
+    this.waiters.splice(i, 1);
+    clearTimeout(waiter.timer);
+    return true;
   }
 
   private emitTransition(from: BreakerState, to: BreakerState, reason: string): void {

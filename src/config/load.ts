@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
+import { formatDuration } from './duration.js';
 import { expandEnv } from './env.js';
 import { rawConfigSchema } from './schema.js';
 import { BUILTIN, type Config, type ListenConfig, type ProxyListenConfig, type ServiceConfig } from './types.js';
@@ -115,6 +116,20 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
   };
   const services = new Map<string, ServiceConfig>();
   for (const [name, s] of Object.entries(data.services)) {
+    const cooldownMs = s.cooldown ?? base.cooldownMs;
+    const failureRate = s.failureRate ?? d.failureRate;
+    const slowCalls = s.slowCalls ?? d.slowCalls;
+    const backoff = s.backoff ?? d.backoff;
+    const halfOpen = s.halfOpen ?? d.halfOpen;
+    const retryAfter = s.retryAfter ?? d.retryAfter;
+    const backoffMaxMs = backoff ? (backoff.max ?? BUILTIN.backoff.maxMs) : 0;
+    if (backoff && backoffMaxMs < cooldownMs) {
+      // Checked after precedence: the cooldown in force may come from env CB_COOLDOWN_SECONDS.
+      const where = s.backoff ? ['services', name, 'backoff', 'max'] : ['defaults', 'backoff', 'max'];
+      problems.push(
+        at(where, `must be at least the cooldown of ${name} (${formatDuration(cooldownMs)}), got ${formatDuration(backoffMaxMs)}`, lineOf),
+      );
+    }
     services.set(
       name,
       Object.freeze({
@@ -122,13 +137,42 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
         url: s.url,
         target: new URL(s.url),
         threshold: s.threshold ?? base.threshold,
-        cooldownMs: s.cooldown ?? base.cooldownMs,
+        cooldownMs,
         timeoutMs: s.timeout ?? base.timeoutMs,
         bodyIdleTimeoutMs: s.bodyIdleTimeout ?? base.bodyIdleTimeoutMs,
         failureStatuses: Object.freeze((s.failureStatuses ?? base.failureStatuses).map((r) => Object.freeze({ ...r }))),
+        failureRate: failureRate
+          ? Object.freeze({
+              ratio: failureRate.threshold,
+              minRequests: failureRate.minRequests ?? BUILTIN.minRequests,
+              windowMs: failureRate.window ?? BUILTIN.windowMs,
+            })
+          : undefined,
+        slowCalls: slowCalls
+          ? Object.freeze({
+              durationMs: slowCalls.duration,
+              ratio: slowCalls.threshold,
+              minRequests: slowCalls.minRequests ?? BUILTIN.minRequests,
+              windowMs: slowCalls.window ?? BUILTIN.windowMs,
+            })
+          : undefined,
+        backoff: backoff
+          ? Object.freeze({
+              multiplier: backoff.multiplier ?? BUILTIN.backoff.multiplier,
+              maxMs: backoffMaxMs,
+              jitter: backoff.jitter ?? BUILTIN.backoff.jitter,
+            })
+          : undefined,
+        halfOpen: Object.freeze({
+          trials: halfOpen?.trials ?? BUILTIN.halfOpen.trials,
+          queue: halfOpen?.queue ?? BUILTIN.halfOpen.queue,
+          maxWaitMs: halfOpen?.maxWait ?? BUILTIN.halfOpen.maxWaitMs,
+        }),
+        retryAfter: retryAfter?.honor ? Object.freeze({ maxMs: retryAfter.max ?? BUILTIN.retryAfterMaxMs }) : undefined,
       }),
     );
   }
+  if (problems.length) throw new ConfigError(dedupe(problems), source);
   const listen: ProxyListenConfig = Object.freeze({
     host: data.listen?.host ?? BUILTIN.listen.host,
     port: overrides.port ?? data.listen?.port ?? BUILTIN.listen.port,

@@ -14,6 +14,8 @@ function rule(message: string): { error: string } {
   return { error: message };
 }
 
+const MAPPING = rule('must be a mapping');
+
 const DURATION_RULE = 'must be a duration such as 250ms, 5s, 1m or a number of milliseconds, from 1ms to 24d';
 
 /** `250ms`, `5s`, `1.5s`, `1m`, `1h`, or a bare number of milliseconds; milliseconds out. */
@@ -96,13 +98,120 @@ const url = z
   })
   .meta({ description: 'Base URL of the upstream (http: or https:), may carry a path prefix; no query or fragment.' });
 
-/** Keys that may stand under `defaults` or under a service. */
+const PERCENT_RULE = 'must be a percentage such as 50% or a ratio such as 0.5, above 0 and at most 100%';
+const JITTER_RULE = 'must be a percentage such as 10% or a ratio such as 0.1, from 0 to 100%';
+const PERCENT_PATTERN = /^\s*\d+(?:\.\d+)?\s*%\s*$/;
+
+/** `50%` or `0.5`; a ratio out. `zero` allows 0 (jitter), else the value must be above 0. */
+function percentage(description: string, zero = false, defaultValue?: string) {
+  const message = zero ? JITTER_RULE : PERCENT_RULE;
+  const number = zero ? z.number(rule(message)).min(0, rule(message)) : z.number(rule(message)).gt(0, rule(message));
+  return z
+    .union([z.string(rule(message)).regex(PERCENT_PATTERN, rule(message)), number.max(1, rule(message))], rule(message))
+    .meta({ description, ...(defaultValue !== undefined ? { default: defaultValue } : {}) })
+    .transform((value, ctx) => {
+      const ratio = typeof value === 'number' ? value : Number(value.trim().slice(0, -1).trim()) / 100;
+      if (!(ratio <= 1 && (zero ? ratio >= 0 : ratio > 0))) {
+        ctx.issues.push({ code: 'custom', message, input: value });
+        return z.NEVER;
+      }
+      return ratio;
+    });
+}
+
+const COUNT_RULE = 'must be an integer ≥ 1';
+const minRequests = z
+  .int(rule(COUNT_RULE))
+  .min(1, rule(COUNT_RULE))
+  .meta({ description: 'Below this many outcomes in the window the ratio never trips.', default: 20 });
+const window = () => duration('Sliding window the ratio is taken over, in 1 s buckets.', '30s');
+
+const failureRate = z
+  .strictObject(
+    {
+      threshold: percentage('Open when failures / outcomes in the window reach this.'),
+      minRequests: minRequests.optional(),
+      window: window().optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'Open on a failure ratio over a sliding time window (off unless set).' });
+
+const slowCalls = z
+  .strictObject(
+    {
+      duration: duration('No response headers this long after the request was sent in full: a slow call, counted at that moment.', '2s'),
+      threshold: percentage('Open when slow calls / outcomes in the window reach this.'),
+      minRequests: minRequests.optional(),
+      window: window().optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'Open on a ratio of slow calls, counted while they are still in flight (off unless set).' });
+
+const MULTIPLIER_RULE = 'must be a number ≥ 1';
+const backoff = z
+  .strictObject(
+    {
+      multiplier: z
+        .number(rule(MULTIPLIER_RULE))
+        .min(1, rule(MULTIPLIER_RULE))
+        .meta({ description: 'Each consecutive opening lasts this many times the one before.', default: 2 })
+        .optional(),
+      max: duration('No opening lasts longer than this; at least the cooldown.', '5m').optional(),
+      jitter: percentage('Each cooldown is drawn uniformly within ± this of its step.', true, '0%').optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'Lengthen the cooldown of each re-opening without a close in between (off unless set).' });
+
+const halfOpen = z
+  .strictObject(
+    {
+      trials: z
+        .int(rule(COUNT_RULE))
+        .min(1, rule(COUNT_RULE))
+        .meta({ description: 'Requests let through per half-open period; the circuit closes when all succeed.', default: 1 })
+        .optional(),
+      queue: z
+        .int(rule('must be an integer ≥ 0'))
+        .min(0, rule('must be an integer ≥ 0'))
+        .meta({ description: 'Further callers that wait for the verdict instead of a 503 at once.', default: 0 })
+        .optional(),
+      maxWait: duration('How long a queued caller waits at most.', '1s').optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'Who is let through while the circuit is half-open.' });
+
+const retryAfter = z
+  .strictObject(
+    {
+      honor: z
+        .boolean(rule('must be true or false'))
+        .meta({
+          description: "An upstream's Retry-After on the failure that opens the circuit sets that opening's cooldown.",
+          default: false,
+        })
+        .optional(),
+      max: duration('The longest cooldown an upstream Retry-After may set.', '10m').optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: "Honour an upstream's Retry-After (off unless honor: true)." });
+
+/** Keys that may stand under `defaults` or under a service. A rule under a service replaces the same rule under `defaults` whole. */
 const tuning = {
   threshold: threshold.optional(),
   cooldown: duration('OPEN -> HALF_OPEN after this long. Env CB_COOLDOWN_SECONDS overrides the defaults.', '30s').optional(),
   timeout: duration('No response headers this long after the whole request is in: a failure, 504. Connecting counts.', '5s').optional(),
   bodyIdleTimeout: duration('A response body that stalls this long between chunks is cut (failure: reset).', '30s').optional(),
   failureStatuses: failureStatuses.optional(),
+  failureRate: failureRate.optional(),
+  slowCalls: slowCalls.optional(),
+  backoff: backoff.optional(),
+  halfOpen: halfOpen.optional(),
+  retryAfter: retryAfter.optional(),
 };
 
 const CONNECTIONS_RULE = 'must be an integer from 1 to 1000000';
@@ -111,8 +220,6 @@ const maxConnections = z
   .min(1, rule(CONNECTIONS_RULE))
   .max(1_000_000, rule(CONNECTIONS_RULE))
   .meta({ description: 'Open client connections beyond this are refused.', default: 10_000 });
-
-const MAPPING = rule('must be a mapping');
 
 const listen = z
   .strictObject(

@@ -1,4 +1,24 @@
 /** Validated, frozen configuration: what the rest of the program reads. */
+import type { BackoffRule } from '../policy/backoff.js';
+import type { FailureRateRule, SlowCallRule } from '../policy/rules.js';
+
+export type { BackoffRule, FailureRateRule, SlowCallRule };
+
+/** Who is let through while half-open (docs/policies.md). */
+export interface HalfOpenRule {
+  /** Requests admitted per half-open period; the circuit closes when all succeed. Default 1. */
+  readonly trials: number;
+  /** Further callers that wait for the verdict. Default 0. */
+  readonly queue: number;
+  /** How long a queued caller waits at most, in ms. Default 1 000. */
+  readonly maxWaitMs: number;
+}
+
+/** Honour an upstream's `Retry-After` (present only with `honor: true`). */
+export interface RetryAfterRule {
+  /** The longest cooldown it may set, in ms. Default 600 000. */
+  readonly maxMs: number;
+}
 
 /** An inclusive range of HTTP status codes. */
 export interface StatusRange {
@@ -41,6 +61,15 @@ export interface ServiceConfig {
   readonly bodyIdleTimeoutMs: number;
   /** Upstream statuses counted as failures. Default 500-599. */
   readonly failureStatuses: readonly StatusRange[];
+  /** Open on a failure ratio over a window; off unless set. */
+  readonly failureRate: FailureRateRule | undefined;
+  /** Open on a ratio of slow calls over a window; off unless set. */
+  readonly slowCalls: SlowCallRule | undefined;
+  /** Lengthen the cooldown of consecutive openings; off unless set. */
+  readonly backoff: BackoffRule | undefined;
+  readonly halfOpen: HalfOpenRule;
+  /** Honour an upstream's Retry-After; off unless set. */
+  readonly retryAfter: RetryAfterRule | undefined;
 }
 
 export interface Config {
@@ -64,6 +93,11 @@ export const BUILTIN = Object.freeze({
   clientTimeouts: Object.freeze({ headerMs: 10_000, bodyIdleMs: 30_000 }),
   admin: Object.freeze({ host: '0.0.0.0', port: 9901 }),
   shutdownGraceMs: 10_000,
+  minRequests: 20,
+  windowMs: 30_000,
+  backoff: Object.freeze({ multiplier: 2, maxMs: 300_000, jitter: 0 }),
+  halfOpen: Object.freeze({ trials: 1, queue: 0, maxWaitMs: 1000 }),
+  retryAfterMaxMs: 600_000,
 });
 
 /** True when `status` falls in one of the ranges. */
@@ -74,5 +108,17 @@ export function isFailureStatus(ranges: readonly StatusRange[], status: number):
 
 /** Settings that, when changed by a reload, give a service a fresh breaker. */
 export function serviceFingerprint(s: ServiceConfig): string {
-  return JSON.stringify([s.url, s.threshold, s.cooldownMs, s.timeoutMs, s.bodyIdleTimeoutMs, s.failureStatuses]);
+  return JSON.stringify([
+    s.url,
+    s.threshold,
+    s.cooldownMs,
+    s.timeoutMs,
+    s.bodyIdleTimeoutMs,
+    s.failureStatuses,
+    s.failureRate,
+    s.slowCalls,
+    s.backoff,
+    s.halfOpen,
+    s.retryAfter,
+  ]);
 }

@@ -1,5 +1,12 @@
 import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
-import { FAILURE_REASONS, STATE_VALUE, type BreakerRegistry, type BreakerState, type ServiceBreaker } from '../breaker/index.js';
+import {
+  FAILURE_REASONS,
+  STATE_VALUE,
+  type BreakerRegistry,
+  type BreakerState,
+  type ServiceBreaker,
+  type WindowSnapshot,
+} from '../breaker/index.js';
 import type { Completed } from '../proxy/exchange.js';
 import type { ProxyHandler } from '../proxy/handler.js';
 import { LabelCache, NO_LABELS, registerFamily, SampledFamily, type Emit, type Labels } from './family.js';
@@ -90,6 +97,32 @@ export class ProxyMetrics {
       'circuit_breaker_next_probe_timestamp_seconds',
       'Unix time at which an open circuit lets its trial request through; 0 when not open.',
       (b) => b.nextProbeAt / 1000,
+    );
+    gauge(
+      'circuit_breaker_cooldown_seconds',
+      'The cooldown in force: while open, the one drawn for this opening; otherwise the one the next opening would get.',
+      (b) => b.cooldownMs / 1000,
+    );
+    gauge('circuit_breaker_half_open_queue', 'Callers waiting for the half-open verdict (halfOpen.queue).', (b) => b.queued);
+    /** A window rule's gauge: a sample only for the services where `present` holds. */
+    const windowGauge = (name: string, help: string, value: (w: WindowSnapshot) => number | null) =>
+      family(name, help, 'gauge', (emit) => {
+        for (const s of series.values()) {
+          const w = s.breaker.windowSnapshot();
+          const v = w === null ? null : value(w);
+          if (v !== null) emit(v, NO_LABELS, s.labels);
+        }
+      });
+    windowGauge('circuit_breaker_window_requests', 'Outcomes in the current window (where a window rule is set).', (w) => w.requests);
+    windowGauge(
+      'circuit_breaker_failure_rate',
+      'Failures / outcomes in the current window, 0-1 (where failureRate is set).',
+      (w) => w.failureRate,
+    );
+    windowGauge(
+      'circuit_breaker_slow_call_rate',
+      'Slow calls / outcomes in the current window, 0-1 (where slowCalls is set).',
+      (w) => w.slowCallRate,
     );
     counter('circuit_breaker_open_total', 'Times the circuit opened.', 'opens');
     counter('circuit_breaker_rejected_total', 'Requests answered 503 without contacting the upstream.', 'rejected');

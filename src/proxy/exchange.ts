@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { FailureReason, ServiceBreaker } from '../breaker/index.js';
 import { formatDuration } from '../config/duration.js';
 import { isFailureStatus, type ServiceConfig } from '../config/types.js';
+import { retryAfterMs } from '../policy/retry-after.js';
 import { classifyUpstreamError } from './failure.js';
 import type { ForwardSink } from './forwarder.js';
 import { responseHeaders } from './headers.js';
@@ -54,7 +55,7 @@ export interface ExchangeOwner {
  * The forwarder reports upstream events to it; each method says what the event does in each phase.
  */
 export class Exchange implements ForwardSink {
-  private phase: Phase;
+  private phase: Phase = 'awaiting-headers';
   private verdict: Verdict = 'pending';
   /**
    * The one timer, and the wait it guards: the current phase's limit counted from `since` (the
@@ -68,6 +69,10 @@ export class Exchange implements ForwardSink {
   private timerDue = 0;
   private since: number;
   private limitMs = 0;
+  /** When a request still waiting for headers becomes a slow call (`slowCalls.duration`), if it can. */
+  private slowAt = Infinity;
+  /** Reported to the breaker as a slow call (it then counts once). */
+  private slow = false;
   private proxyReq: ClientRequest | undefined;
   private proxyRes: IncomingMessage | undefined;
   private trailers = false;
@@ -90,8 +95,7 @@ export class Exchange implements ForwardSink {
       this.phase = 'sending';
       this.wait(this.owner.clientBodyIdleMs);
     } else {
-      this.phase = 'awaiting-headers';
-      this.wait(this.svc.timeoutMs);
+      this.awaitHeaders();
     }
   }
 
@@ -121,19 +125,35 @@ export class Exchange implements ForwardSink {
   /** sending → awaiting-headers: from here the wait is the upstream's (its `timeout`). */
   private onClientBodyEnd(): void {
     if (this.phase !== 'sending') return;
+    this.awaitHeaders();
+  }
+
+  /** The whole request is in: the upstream's `timeout` runs, and the slow-call clock (docs/policies.md). */
+  private awaitHeaders(): void {
     this.phase = 'awaiting-headers';
     this.wait(this.svc.timeoutMs);
+    const slowMs = this.svc.slowCalls?.durationMs;
+    if (slowMs !== undefined && slowMs < this.svc.timeoutMs) {
+      this.slowAt = this.since + slowMs;
+      this.armBy(this.slowAt);
+    }
   }
 
   /** The timer fired: act if the current wait is over, else re-arm for the rest of it. */
   onTimer(): void {
     this.timer = undefined;
-    if (this.phase === 'done' || this.limitMs === Infinity) return;
+    if (this.phase === 'done') return;
     const now = performance.now();
+    if (now >= this.slowAt) {
+      // Still no response headers: a slow call from this moment, while it is in flight.
+      this.slowAt = Infinity;
+      this.slow = true;
+      this.breaker.slow(this.ticket);
+    }
+    if (this.limitMs === Infinity) return;
     const due = this.since + this.limitMs;
     if (now < due) {
-      this.timerDue = due;
-      this.timer = setTimeout(fireTimer, Math.ceil(due - now), this);
+      this.armBy(Math.min(due, this.slowAt));
       return;
     }
     switch (this.phase) {
@@ -200,10 +220,14 @@ export class Exchange implements ForwardSink {
       return;
     }
     this.phase = 'streaming';
+    this.slowAt = Infinity;
     const svc = this.svc;
     const res = this.res;
     const status = proxyRes.statusCode ?? 502;
-    if (isFailureStatus(svc.failureStatuses, status)) this.fail('status', `status ${status}`, undefined);
+    if (isFailureStatus(svc.failureStatuses, status)) {
+      const honoured = svc.retryAfter && retryAfterMs(proxyRes.headers['retry-after'], Date.now(), svc.retryAfter.maxMs);
+      this.fail('status', `status ${status}`, undefined, honoured || undefined);
+    }
     this.wait(svc.bodyIdleTimeoutMs);
     const trailers =
       proxyRes.headers.trailer !== undefined &&
@@ -249,7 +273,7 @@ export class Exchange implements ForwardSink {
     this.res.end();
     if (this.verdict === 'pending') {
       this.verdict = 'success';
-      this.breaker.success(this.ticket);
+      this.breaker.success(this.ticket, this.slow);
     }
   }
 
@@ -308,16 +332,20 @@ export class Exchange implements ForwardSink {
     });
   }
 
-  /** Starts a wait of `limitMs` from now; arms the timer only when none is due by then. */
+  /** Starts a wait of `limitMs` from now. */
   private wait(limitMs: number): void {
     const now = performance.now();
     this.since = now;
     this.limitMs = limitMs;
-    const due = now + limitMs;
+    this.armBy(now + limitMs);
+  }
+
+  /** Makes sure the timer fires by `due`: arms it only when none is due by then. */
+  private armBy(due: number): void {
     if (this.timer !== undefined && this.timerDue <= due) return;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timerDue = due;
-    this.timer = setTimeout(fireTimer, limitMs, this);
+    this.timer = setTimeout(fireTimer, Math.max(1, Math.ceil(due - performance.now())), this);
   }
 
   private disarm(): void {
@@ -325,9 +353,9 @@ export class Exchange implements ForwardSink {
     this.timer = undefined;
   }
 
-  private fail(reason: FailureReason, cause: string, code: string | undefined): void {
+  private fail(reason: FailureReason, cause: string, code: string | undefined, retryAfter?: number): void {
     this.verdict = 'failure';
-    this.breaker.failure(this.ticket, reason, cause, code, this.requestId);
+    this.breaker.failure(this.ticket, reason, cause, code, this.requestId, this.slow, retryAfter);
   }
 
   private abandon(): void {

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { REJECTED, type BreakerRegistry, type ServiceBreaker } from '../breaker/index.js';
-import { Exchange, type Completed, type ExchangeOwner } from './exchange.js';
+import { QUEUED, REJECTED, type BreakerRegistry, type ServiceBreaker } from '../breaker/index.js';
+import { CLIENT_CLOSED, Exchange, type Completed, type ExchangeOwner } from './exchange.js';
 import type { Forwarder } from './forwarder.js';
 import { clientRequestId, hasBody, MAX_HEADERS, prepareRequestHeaders } from './headers.js';
 import { OpenCircuitResponse, sendProblem } from './problem.js';
@@ -73,18 +73,69 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
       this.reject(req, res, breaker, requestId, started);
       return;
     }
+    if (ticket === QUEUED) {
+      this.queue(req, res, breaker, requestId, started, r.rest, r.query);
+      return;
+    }
+    this.forward(req, res, breaker, ticket, requestId, started, r.rest, r.query);
+  };
+
+  private forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    breaker: ServiceBreaker,
+    ticket: number,
+    requestId: string,
+    started: number,
+    rest: string,
+    query: string,
+  ): void {
     const svc = breaker.config;
     prepareRequestHeaders(req.headers, requestId, req.socket.remoteAddress);
     const body = hasBody(req.headers);
     const exchange = new Exchange(this, req, res, breaker, ticket, requestId, started, body);
     try {
-      this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname, r.rest, r.query), body, exchange);
+      this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname, rest, query), body, exchange);
     } catch (err) {
       // Node refused to build the upstream request (e.g. a header value it will not send):
       // the client's fault, not the upstream's, so the breaker is not told.
       exchange.refuse(err as NodeJS.ErrnoException);
     }
-  };
+  }
+
+  /**
+   * Half-open with every trial slot taken and room in `halfOpen.queue`: the caller waits for the
+   * verdict (docs/policies.md). A client that leaves meanwhile is withdrawn.
+   */
+  private queue(
+    req: IncomingMessage,
+    res: ServerResponse,
+    breaker: ServiceBreaker,
+    requestId: string,
+    started: number,
+    rest: string,
+    query: string,
+  ): void {
+    const onClose = (): void => {
+      withdraw();
+      this.emit('completed', {
+        service: breaker.name,
+        status: CLIENT_CLOSED,
+        outcome: 'abandoned',
+        durationSeconds: (performance.now() - started) / 1000,
+        method: req.method ?? '',
+        path: req.url ?? '',
+        requestId,
+      });
+    };
+    const withdraw = breaker.enqueue((ticket) => {
+      res.off('close', onClose);
+      if (res.destroyed) return;
+      if (ticket === REJECTED) this.reject(req, res, breaker, requestId, started);
+      else this.forward(req, res, breaker, ticket, requestId, started, rest, query);
+    });
+    res.on('close', onClose);
+  }
 
   private reject(req: IncomingMessage, res: ServerResponse, breaker: ServiceBreaker, requestId: string, started: number): void {
     const name = breaker.name;
