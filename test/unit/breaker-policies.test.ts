@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import CircuitBreaker from 'opossum';
 import { QUEUED, REJECTED, ServiceBreaker, type BreakerEvents, type TransitionEvent } from '../../src/breaker/service-breaker.js';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { type ConfigError } from '../../src/errors.js';
 
 function make(extra: string, random = () => 0.5): { b: ServiceBreaker; transitions: TransitionEvent[] } {
   const cfg = parseConfig(`services:\n  product:\n    url: http://p:1\n    cooldown: 1s\n${extra}`, {});
