@@ -1,6 +1,6 @@
 import { formatDuration } from './config/duration.js';
 import { loadConfig, type ConfigOverrides } from './config/load.js';
-import type { Config } from './config/types.js';
+import type { Config, ServiceConfig } from './config/types.js';
 import { ConfigError, ExitCode } from './errors.js';
 import { createLogger } from './log.js';
 import type { LevelWithSilent } from 'pino';
@@ -119,13 +119,43 @@ export function validate(file: string, overrides: ConfigOverrides): number {
     String(s.threshold),
     formatDuration(s.cooldownMs),
     formatDuration(s.timeoutMs),
-    s.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(','),
+    s.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(',') || '-',
+    policySummary(s),
   ]);
   process.stdout.write(
     `${file}: ok\nlisten ${config.listen.host}:${config.listen.port}, admin ${config.admin.host}:${config.admin.port}\n\n`,
   );
-  process.stdout.write(table(['SERVICE', 'URL', 'THRESHOLD', 'COOLDOWN', 'TIMEOUT', 'FAILURE STATUSES'], rows));
+  process.stdout.write(table(['SERVICE', 'URL', 'THRESHOLD', 'COOLDOWN', 'TIMEOUT', 'FAILURE STATUSES', 'POLICIES'], rows));
+  for (const s of config.services.values()) {
+    if (s.slowCalls && s.slowCalls.durationMs >= s.timeoutMs) {
+      process.stdout.write(
+        `note: ${s.name}: slowCalls.duration (${formatDuration(s.slowCalls.durationMs)}) >= timeout (${formatDuration(s.timeoutMs)}): the timeout ends a call first, so the slow-call rule never fires\n`,
+      );
+    }
+  }
   return ExitCode.ok;
+}
+
+/** The trip and recovery policies of a service in one cell (docs/policies.md); `-` for the default rule alone. */
+function policySummary(s: ServiceConfig): string {
+  const pct = (r: number): string => `${Math.round(r * 1000) / 10}%`;
+  const parts: string[] = [];
+  if (s.failureRate)
+    parts.push(`failureRate ${pct(s.failureRate.ratio)} of >=${s.failureRate.minRequests} in ${formatDuration(s.failureRate.windowMs)}`);
+  if (s.slowCalls)
+    parts.push(
+      `slowCalls >${formatDuration(s.slowCalls.durationMs)} ${pct(s.slowCalls.ratio)} of >=${s.slowCalls.minRequests} in ${formatDuration(s.slowCalls.windowMs)}`,
+    );
+  if (s.backoff)
+    parts.push(
+      `backoff x${s.backoff.multiplier} max ${formatDuration(s.backoff.maxMs)}${s.backoff.jitter ? ` ±${pct(s.backoff.jitter)}` : ''}`,
+    );
+  if (s.halfOpen.trials > 1 || s.halfOpen.queue > 0)
+    parts.push(
+      `halfOpen ${s.halfOpen.trials} trial${s.halfOpen.trials === 1 ? '' : 's'}, queue ${s.halfOpen.queue} (${formatDuration(s.halfOpen.maxWaitMs)})`,
+    );
+  if (s.retryAfter) parts.push(`retryAfter max ${formatDuration(s.retryAfter.maxMs)}`);
+  return parts.join('; ') || '-';
 }
 
 export function table(

@@ -64,6 +64,18 @@ describe('CLI (docs/operations.md), the real bin', () => {
     assert.equal((await runCli(['serve', '--log-level', 'loud'])).code, 2);
   });
 
+  test('validate: the policies per service, and a note where slowCalls.duration can never fire', async () => {
+    const cfg = file(
+      'policies.yaml',
+      'services:\n  product:\n    url: http://p:8000\n    timeout: 2s\n    slowCalls: { duration: 2s, threshold: 80% }\n    halfOpen: { queue: 5 }\n  cart:\n    url: http://c:8000\n',
+    );
+    const r = await runCli(['validate', '--config', cfg]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^product .*slowCalls >2s 80% of >=20 in 30s; halfOpen 1 trial, queue 5 \(1s\)$/m);
+    assert.match(r.stdout, /^cart .* -$/m);
+    assert.match(r.stdout, /^note: product: slowCalls\.duration \(2s\) >= timeout \(2s\): .*never fires$/m);
+  });
+
   test('validate: the sample config is valid; a bad one exits 2 naming the key path, no stack trace', async () => {
     const ok = await runCli(['validate']);
     assert.equal(ok.code, 0, ok.stderr);
