@@ -8,7 +8,7 @@
  * floor (bench/floor.ts: a bare Node server answering the open circuit's 503) is measured too: it
  * bounds what the open/closed ratio can be on the machine at hand.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 4) per round,
- * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / open / floor, every other round in
+ * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / every policy / open / floor, every other round in
  * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
  * at the same time (bench/paired.ts), and closed, open (a second proxy process) and floor likewise; RSS
  * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS);
@@ -32,6 +32,13 @@ const PAIRED_ROUNDS = Number(process.env.BENCH_PAIRED_ROUNDS ?? 5);
 const CONNECTIONS = 50;
 
 const round = (x: number, digits: number): number => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** A service with every trip and recovery policy set (docs/policies.md), none of them reached by the load. */
+const POLICIES_SERVICE = (url: string): string =>
+  `  policies:\n    url: ${url}\n    failureRate: { threshold: 50%, minRequests: 20, window: 30s }\n` +
+  `    slowCalls: { duration: 2s, threshold: 80%, minRequests: 20, window: 30s }\n` +
+  `    backoff: { multiplier: 2, max: 5m, jitter: 10% }\n    halfOpen: { trials: 3, queue: 10, maxWait: 1s }\n` +
+  `    retryAfter: { honor: true, max: 10m }\n`;
 
 interface Measured extends Load {
   cpuUsPerRequest: number;
@@ -105,21 +112,22 @@ async function main(): Promise<void> {
   const floorPort = await firstLine(floor, (l) => l.port as number | undefined);
   const cfg = tempFile(
     'bench',
-    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n`,
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n${POLICIES_SERVICE(upUrl)}`,
   );
   const { child: cp, port } = await startCircuitProxy(cfg);
 
   const targets = {
     baseline: { pid: base.pid!, url: `http://127.0.0.1:${basePort}/items/1` },
     closed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/product/items/1` },
+    policies: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/policies/items/1` },
     open: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/held/items/1` },
     floor: { pid: floor.pid!, url: `http://127.0.0.1:${floorPort}/items/1` },
   };
   // Warm-up (JIT, pools), not recorded.
   for (const t of Object.values(targets)) await load(t.url, 2, CONNECTIONS);
 
-  const rounds: Record<keyof typeof targets, Measured[]> = { baseline: [], closed: [], open: [], floor: [] };
-  const order = ['baseline', 'closed', 'open', 'floor'] as const;
+  const rounds: Record<keyof typeof targets, Measured[]> = { baseline: [], closed: [], policies: [], open: [], floor: [] };
+  const order = ['baseline', 'closed', 'policies', 'open', 'floor'] as const;
   for (let r = 1; r <= ROUNDS; r++) {
     // ABBA: every other round runs in reverse, so a drift in machine speed favours no target.
     for (const name of r % 2 === 1 ? order : [...order].reverse()) {
@@ -211,6 +219,7 @@ async function main(): Promise<void> {
 
   const ratios = {
     closedVsBaseline: Math.round((summary.closed.rps / summary.baseline.rps) * 1000) / 1000,
+    policiesVsBaseline: Math.round((summary.policies.rps / summary.baseline.rps) * 1000) / 1000,
     openVsClosed: Math.round((summary.open.rps / summary.closed.rps) * 100) / 100,
     /** The ceiling of openVsClosed on this machine: a bare Node server answering the same 503. */
     floorVsClosed: Math.round((summary.floor.rps / summary.closed.rps) * 100) / 100,
@@ -219,6 +228,7 @@ async function main(): Promise<void> {
   const targetsMet = {
     'closed >= 0.95x baseline rps': ratios.closedVsBaseline >= 0.95,
     'closed >= 0.95x baseline CPU per request (paired)': pairedClosed!.medianRatio >= 0.95,
+    'every policy set (none reached) >= 0.90x baseline rps': ratios.policiesVsBaseline >= 0.9,
     'open >= 0.90x the floor rps': ratios.openVsFloor >= 0.9,
     'streaming download >= 0.90x baseline throughput': streaming.download.ratio >= 0.9,
     'streaming upload >= 0.90x baseline throughput': streaming.upload.ratio >= 0.9,
@@ -280,6 +290,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${'median of ' + ROUNDS}`.padEnd(22) + '   req/s  p50 ms  p99 ms  µs CPU/req  RSS MB  ratio\n');
   process.stdout.write(row('bare http-proxy', summary.baseline, '1.00 (baseline)'));
   process.stdout.write(row('circuit-proxy closed', summary.closed, `${ratios.closedVsBaseline.toFixed(3)}x baseline`));
+  process.stdout.write(row('closed, every policy', summary.policies, `${ratios.policiesVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
   process.stdout.write(row('floor: bare Node 503', summary.floor, `${ratios.floorVsClosed.toFixed(2)}x closed`));
   process.stdout.write(`paired CPU ratio (baseline / closed, same time, same core): ${pairedClosed!.medianRatio}\n`);
@@ -311,12 +322,13 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 - Date: ${r.date}
 - Machine: ${r.machine.cpu}, ${r.machine.cores} cores; measured processes on Node ${r.machine.node}, every Node process started with \`${r.machine.nodeFlags}\` (as circuit-proxy ships: src/runtime.ts)
 - Load: ${r.machine.loadGenerator}, 91-byte JSON body from a keep-alive Node upstream; ${r.machine.taskset ? 'proxies pinned to core 0, upstream and load generator to core 1 (taskset)' : 'no pinning (taskset missing)'}
-- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / open / floor, every other round in reverse order.
+- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / every policy / open / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE).
 
 | median of ${r.rounds.baseline.length} rounds | req/s | p50 ms | p99 ms | µs CPU/req | RSS MB | ratio |
 | --- | ---: | ---: | ---: | ---: | ---: | --- |
 | bare http-proxy | ${s.baseline.rps} | ${s.baseline.p50ms} | ${s.baseline.p99ms} | ${s.baseline.cpuUsPerRequest} | ${s.baseline.rssMB} | 1.00 (baseline) |
 | circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
+| circuit-proxy, closed, every policy set (none reached) | ${s.policies.rps} | ${s.policies.p50ms} | ${s.policies.p99ms} | ${s.policies.cpuUsPerRequest} | ${s.policies.rssMB} | ${r.ratios.policiesVsBaseline}x baseline |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
 | floor: bare Node server, same 503 | ${s.floor.rps} | ${s.floor.p50ms} | ${s.floor.p99ms} | ${s.floor.cpuUsPerRequest} | ${s.floor.rssMB} | ${r.ratios.floorVsClosed}x closed |
 

@@ -55,7 +55,7 @@ export function attachLogs(log: Logger, registry: BreakerRegistry, handler: Prox
   registry.on('transition', (t) => {
     const fields = { service: t.service, from: t.from, to: t.to, reason: t.reason, forced: t.forced };
     if (t.to === 'open') log.warn(fields, `Circuit open for ${t.service}`);
-    else if (t.to === 'half_open') log.info(fields, `Circuit half-open for ${t.service}: next request is the trial`);
+    else if (t.to === 'half_open') log.info(fields, `Circuit half-open for ${t.service}: trial requests decide`);
     else log.info(fields, `Circuit closed for ${t.service}`);
   });
   registry.on('failure', (f) => {

@@ -34,12 +34,17 @@ const makeOrder = createMakeOrder('http://127.0.0.1:8080');
 makeOrder.listen(ORDER_PORT, '127.0.0.1');
 
 const control = createServer((req, res) => {
-  const m = /^\/services\/([a-z]+)\/(down|up)$/.exec(req.url ?? '');
+  const m = /^\/services\/([a-z]+)\/(down|up|slow|fast)$/.exec(req.url ?? '');
   const svc = m ? services.get(m[1] as ServiceName) : undefined;
   if (req.method === 'POST' && m && svc) {
-    void (m[2] === 'down' ? svc.stop() : svc.start()).then(() => {
-      process.stdout.write(`\n>>> demo: ${svc.name}-service is now ${svc.up ? 'UP' : 'DOWN'}\n\n`);
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ service: svc.name, up: svc.up }) + '\n');
+    if (m[2] === 'slow' || m[2] === 'fast') svc.delayMs = m[2] === 'slow' ? 3000 : 0;
+    const change = m[2] === 'down' ? svc.stop() : m[2] === 'up' ? svc.start() : Promise.resolve();
+    void change.then(() => {
+      const speed = svc.delayMs > 0 ? `, answering after ${svc.delayMs} ms` : '';
+      process.stdout.write(`\n>>> demo: ${svc.name}-service is now ${svc.up ? 'UP' : 'DOWN'}${speed}\n\n`);
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ service: svc.name, up: svc.up, delayMs: svc.delayMs }) + '\n');
     });
     return;
   }
@@ -72,6 +77,16 @@ Take product down and watch the circuit open (3 x 502, then 503 with Retry-After
 Bring it back; after the cooldown (${cooldown}s) one trial request closes the circuit:
   curl -s -X POST localhost:${CONTROL}/services/product/up
   sleep ${cooldown}; curl -s -i localhost:8080/svc/product/products/1/stock?quantity=2
+
+Policies (docs/policies.md; config/proxy.yaml gives product slowCalls and a half-open queue).
+Make product slow (3 s per answer): five requests in flight trip the slow-call rule after 1 s,
+while they still hang (timeout is 5s); the log line says "slow calls 100% (5 of 5) over 1s ...":
+  curl -s -X POST localhost:${CONTROL}/services/product/slow
+  for i in 1 2 3 4 5; do curl -s -o /dev/null -w '%{http_code} after %{time_total}s\\n' localhost:8080/svc/product/products & done; sleep 1.5
+  curl -s localhost:9901/breakers/product        # "state":"open", lastTrip.reason
+Make it fast again; at half-open, ten callers at once all get 200: one trial, nine queued behind it:
+  curl -s -X POST localhost:${CONTROL}/services/product/fast
+  sleep ${cooldown}; for i in $(seq 10); do curl -s -o /dev/null -w '%{http_code} ' localhost:8080/svc/product/products & done; wait; echo
 
 Ctrl-C stops everything.
 

@@ -136,6 +136,8 @@ export class DemoService {
   private readonly routes: Route[];
   port: number;
   private readonly host: string;
+  /** Milliseconds each answer waits before it is sent (the demo's "slow" switch); 0 by default. */
+  delayMs = 0;
 
   constructor(name: ServiceName, port = 0, host = '127.0.0.1') {
     this.name = name;
@@ -180,11 +182,15 @@ export class DemoService {
       } catch {
         return send(res, 400, { error: 'invalid JSON body' });
       }
-      for (const [method, pattern, handler] of this.routes) {
-        const m = pattern.exec(path);
-        if (m && req.method === method) return handler({ ...m.groups }, req, body, res);
-      }
-      send(res, 404, { error: `${this.name}: no route for ${req.method} ${path}` });
+      const answer = (): void => {
+        for (const [method, pattern, handler] of this.routes) {
+          const m = pattern.exec(path);
+          if (m && req.method === method) return handler({ ...m.groups }, req, body, res);
+        }
+        send(res, 404, { error: `${this.name}: no route for ${req.method} ${path}` });
+      };
+      if (this.delayMs > 0) setTimeout(answer, this.delayMs);
+      else answer();
     });
   }
 }
