@@ -52,19 +52,26 @@ function prettyAvailable(): boolean {
  * and `<name> unreachable: ...` are part of the contract: operators grep for them.
  */
 export function attachLogs(log: Logger, registry: BreakerRegistry, handler: ProxyHandler, accessLog: boolean): void {
+  /** ` (observe)` after the message of a service in observe mode: nothing it logs was enforced. */
+  const observing = (service: string): string => (registry.get(service)?.config.mode === 'observe' ? ' (observe)' : '');
   registry.on('transition', (t) => {
     const fields = { service: t.service, from: t.from, to: t.to, reason: t.reason, forced: t.forced };
-    if (t.to === 'open') log.warn(fields, `Circuit open for ${t.service}`);
-    else if (t.to === 'half_open') log.info(fields, `Circuit half-open for ${t.service}: trial requests decide`);
-    else log.info(fields, `Circuit closed for ${t.service}`);
+    const o = observing(t.service);
+    if (t.to === 'open') log.warn(fields, `Circuit open for ${t.service}${o}`);
+    else if (t.to === 'half_open') log.info(fields, `Circuit half-open for ${t.service}: trial requests decide${o}`);
+    else log.info(fields, `Circuit closed for ${t.service}${o}`);
   });
   registry.on('failure', (f) => {
     const fields = { service: f.service, reason: f.reason, requestId: f.requestId, code: f.code, stale: f.stale || undefined };
     const svc = registry.get(f.service);
-    if (f.reason === 'timeout') log.warn(fields, `${f.service} timed out after ${svc ? formatDuration(svc.config.timeoutMs) : '?'}`);
-    else if (f.reason === 'status') log.warn(fields, `${f.service} answered with failure ${f.detail}`);
-    else log.warn(fields, `${f.service} unreachable: ${f.detail}`);
+    const o = observing(f.service);
+    if (f.reason === 'timeout') log.warn(fields, `${f.service} timed out after ${svc ? formatDuration(svc.config.timeoutMs) : '?'}${o}`);
+    else if (f.reason === 'status') log.warn(fields, `${f.service} answered with failure ${f.detail}${o}`);
+    else log.warn(fields, `${f.service} unreachable: ${f.detail}${o}`);
   });
+  handler.on('wouldReject', (service, reason) =>
+    log.debug({ service, reason }, `${service}: would reject (${reason}), forwarded (observe)`),
+  );
   if (accessLog) {
     handler.on('completed', (c) => {
       log.info(

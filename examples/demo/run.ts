@@ -88,6 +88,16 @@ Make it fast again; at half-open, ten callers at once all get 200: one trial, ni
   curl -s -X POST localhost:${CONTROL}/services/product/fast
   sleep ${cooldown}; for i in $(seq 10); do curl -s -o /dev/null -w '%{http_code} ' localhost:8080/svc/product/products & done; wait; echo
 
+Load shedding (docs/load-shedding.md). Product's bulkhead lets 64 requests in flight at once; with
+product slow, the 65th and later get 503 "Too many requests in flight" at once:
+  curl -s -X POST localhost:${CONTROL}/services/product/slow
+  for i in $(seq 70); do curl -s -o /dev/null -w '%{http_code} ' localhost:8080/svc/product/products & done; wait; echo
+  curl -s -X POST localhost:${CONTROL}/services/product/fast
+Notification has a fallback: once its circuit is open it answers 202 {"queued": false, "degraded": true}
+with X-Circuit-Fallback, and make-order's orders go through without a special case:
+  curl -s -X POST localhost:${CONTROL}/services/notification/down
+  for i in 1 2 3 4; do curl -s -i -X POST localhost:8080/svc/notification/notifications -H 'content-type: application/json' -d '{}' | grep -iE '^HTTP|x-circuit-fallback|degraded'; done
+
 Ctrl-C stops everything.
 
 `);

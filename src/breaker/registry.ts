@@ -67,6 +67,7 @@ export class BreakerRegistry extends EventEmitter<RegistryEvents> {
       const fp = serviceFingerprint(svc);
       const old = this.fingerprints.get(name);
       if (old === fp) {
+        this.breakers.get(name)!.reconfigure(svc);
         unchanged.push(name);
         continue;
       }

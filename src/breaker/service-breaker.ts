@@ -63,12 +63,24 @@ export interface BreakerSnapshot {
   window?: WindowSnapshot;
   /** Trials of this half-open period and queued callers, where `halfOpen` allows more than one trial or a queue. */
   halfOpen?: { trials: number; admitted: number; succeeded: number; queued: number };
+  /** `observe` where set (docs/load-shedding.md); absent in enforce mode. */
+  mode?: 'observe';
+  /** Requests in flight and the bulkhead's size, where `maxConcurrent` is set. */
+  inFlight?: number;
+  maxConcurrent?: number;
+  /** True where an open circuit answers with a configured fallback. */
+  fallback?: boolean;
 }
 
 /** Returned by {@link ServiceBreaker.admit} when the request must be rejected. */
 export const REJECTED = -1;
 /** Returned by {@link ServiceBreaker.admit} when the caller may wait for the half-open verdict ({@link ServiceBreaker.enqueue}). */
 export const QUEUED = -2;
+/**
+ * The ticket of a request forwarded in observe mode that enforce mode would have rejected: never
+ * current, so its outcome changes nothing in the breaker (docs/load-shedding.md).
+ */
+export const SHADOW = -3;
 
 /** opossum's action is never fired: admission and outcomes are ours (see class doc). */
 const NEVER_FIRED = (): Promise<void> => Promise.resolve();
@@ -107,7 +119,9 @@ export interface WindowSnapshot {
  * A ticket is `generation * 2 + (trial ? 1 : 0)`; a plain number so admission allocates nothing.
  */
 export class ServiceBreaker {
-  readonly config: ServiceConfig;
+  private cfg: ServiceConfig;
+  /** Requests forwarded to this upstream and not yet ended (the bulkhead's count, docs/load-shedding.md). */
+  inFlight = 0;
   private readonly cb: CircuitBreaker;
   /**
    * The options object handed to opossum, kept: opossum reads `resetTimeout` from it each time the
@@ -148,7 +162,7 @@ export class ServiceBreaker {
     clock: Clock = monotonic,
     random: Random = Math.random,
   ) {
-    this.config = config;
+    this.cfg = config;
     this.events = events;
     this.clock = clock;
     this.random = random;
@@ -183,8 +197,20 @@ export class ServiceBreaker {
     this.cb.on('close', () => this.onState('closed'));
   }
 
+  get config(): ServiceConfig {
+    return this.cfg;
+  }
+
+  /**
+   * A reload changed only what does not shape the breaker (`mode`, `fallback`, `maxConcurrent`:
+   * see serviceFingerprint): the new settings apply, the state stays.
+   */
+  reconfigure(config: ServiceConfig): void {
+    this.cfg = config;
+  }
+
   get name(): string {
-    return this.config.name;
+    return this.cfg.name;
   }
 
   get state(): BreakerState {
@@ -383,10 +409,14 @@ export class ServiceBreaker {
   }
 
   /** The fields only a service with §9 keys has: the default config's snapshot stays as it was. */
-  private policySnapshot(): Pick<BreakerSnapshot, 'window' | 'halfOpen'> {
+  private policySnapshot(): Pick<BreakerSnapshot, 'window' | 'halfOpen' | 'mode' | 'inFlight' | 'maxConcurrent' | 'fallback'> {
     const window = this.windowSnapshot();
-    const h = this.config.halfOpen;
+    const c = this.config;
+    const h = c.halfOpen;
     return {
+      ...(c.mode === 'observe' ? { mode: c.mode } : {}),
+      ...(c.maxConcurrent !== undefined ? { inFlight: this.inFlight, maxConcurrent: c.maxConcurrent } : {}),
+      ...(c.fallback !== undefined ? { fallback: true } : {}),
       ...(window !== null ? { window } : {}),
       ...(h.trials > 1 || h.queue > 0
         ? { halfOpen: { trials: h.trials, admitted: this.trialsAdmitted, succeeded: this.trialsSucceeded, queued: this.waiters.length } }

@@ -1,11 +1,20 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { formatDuration } from './duration.js';
 import { expandEnv } from './env.js';
 import { rawConfigSchema } from './schema.js';
-import { BUILTIN, type Config, type ListenConfig, type ProxyListenConfig, type ServiceConfig } from './types.js';
+import {
+  BUILTIN,
+  MAX_FALLBACK_BYTES,
+  type Config,
+  type FallbackResponse,
+  type ListenConfig,
+  type ProxyListenConfig,
+  type ServiceConfig,
+} from './types.js';
 
 /** Options that outrank the file: the CLI's `--port` and `--admin-port`. */
 export interface ConfigOverrides {
@@ -169,6 +178,9 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
           maxWaitMs: halfOpen?.maxWait ?? BUILTIN.halfOpen.maxWaitMs,
         }),
         retryAfter: retryAfter?.honor ? Object.freeze({ maxMs: retryAfter.max ?? BUILTIN.retryAfterMaxMs }) : undefined,
+        maxConcurrent: s.maxConcurrent ?? d.maxConcurrent,
+        mode: s.mode ?? d.mode ?? 'enforce',
+        fallback: readFallback(s.fallback ? ['services', name] : ['defaults'], s.fallback ?? d.fallback, source, problems, lineOf),
       }),
     );
   }
@@ -195,6 +207,52 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
 }
 
 type LineOf = (path: readonly PropertyKey[]) => number | undefined;
+
+type RawFallback = { status?: number; headers?: Record<string, string>; body?: string; bodyFile?: string };
+
+/** A fallback answer, its body read from `bodyFile` (relative to the config file) and bounded. */
+function readFallback(
+  where: readonly string[],
+  raw: RawFallback | undefined,
+  source: string | undefined,
+  problems: ConfigProblem[],
+  lineOf: LineOf,
+): FallbackResponse | undefined {
+  if (raw === undefined) return undefined;
+  const path = [...where, 'fallback'];
+  if (raw.body !== undefined && raw.bodyFile !== undefined) {
+    problems.push(at([...path, 'bodyFile'], 'body and bodyFile together: set one', lineOf));
+    return undefined;
+  }
+  let body = Buffer.from(raw.body ?? '');
+  if (raw.bodyFile !== undefined) {
+    const file = resolve(source ? dirname(source) : '.', raw.bodyFile);
+    try {
+      body = readFileSync(file);
+    } catch (err) {
+      problems.push(at([...path, 'bodyFile'], `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, lineOf));
+      return undefined;
+    }
+  }
+  if (body.length > MAX_FALLBACK_BYTES) {
+    problems.push(
+      at([...path, raw.bodyFile !== undefined ? 'bodyFile' : 'body'], `must be at most 64 KiB, got ${body.length} bytes`, lineOf),
+    );
+    return undefined;
+  }
+  const headers: string[] = [];
+  for (const [name, value] of Object.entries(raw.headers ?? {})) {
+    const lower = name.toLowerCase();
+    if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'connection') {
+      problems.push(at([...path, 'headers', name], 'is set by the proxy', lineOf));
+    } else if (/[^\t\x20-\x7e\x80-\xff]/.test(value)) {
+      problems.push(at([...path, 'headers', name], 'must be a header value without control characters', lineOf));
+    } else {
+      headers.push(name, value);
+    }
+  }
+  return Object.freeze({ status: raw.status ?? 200, headers: Object.freeze(headers), body });
+}
 
 function at(path: readonly PropertyKey[], message: string, lineOf: LineOf): ConfigProblem {
   const line = lineOf(path);

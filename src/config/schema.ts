@@ -200,6 +200,46 @@ const retryAfter = z
   )
   .meta({ description: "Honour an upstream's Retry-After (off unless honor: true)." });
 
+const maxConcurrent = z
+  .int(rule(COUNT_RULE))
+  .min(1, rule(COUNT_RULE))
+  .meta({ description: 'Bulkhead: requests in flight to this upstream at once; the next one gets 503 at once (off unless set).' });
+
+const mode = z
+  .enum(['enforce', 'observe'], rule('must be enforce or observe'))
+  .meta({ description: 'observe: the breaker and bulkhead run, and what they would reject is forwarded and counted.', default: 'enforce' });
+
+const STATUS_CODE_RULE = 'must be an HTTP status from 200 to 599';
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const fallback = z
+  .strictObject(
+    {
+      status: z
+        .int(rule(STATUS_CODE_RULE))
+        .min(200, rule(STATUS_CODE_RULE))
+        .max(599, rule(STATUS_CODE_RULE))
+        .meta({ description: 'Status of the fallback answer.', default: 200 })
+        .optional(),
+      headers: z
+        .record(z.string().regex(HEADER_NAME, rule('header names must be HTTP tokens')), z.string(rule('must be a string')), MAPPING)
+        .meta({ description: 'Headers of the fallback answer, e.g. content-type.' })
+        .optional(),
+      body: z
+        .string(rule('must be a string'))
+        .meta({ description: 'Body of the fallback answer (at most 64 KiB); or bodyFile.' })
+        .optional(),
+      bodyFile: z
+        .string(rule('must be a path'))
+        .min(1, rule('must be a path'))
+        .meta({
+          description: "A file holding the body (at most 64 KiB), read at load and reload; relative to the config file's directory.",
+        })
+        .optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'What an open circuit answers instead of the 503 problem (off unless set).' });
+
 /** Keys that may stand under `defaults` or under a service. A rule under a service replaces the same rule under `defaults` whole. */
 const tuning = {
   threshold: threshold.optional(),
@@ -212,6 +252,9 @@ const tuning = {
   backoff: backoff.optional(),
   halfOpen: halfOpen.optional(),
   retryAfter: retryAfter.optional(),
+  maxConcurrent: maxConcurrent.optional(),
+  mode: mode.optional(),
+  fallback: fallback.optional(),
 };
 
 const CONNECTIONS_RULE = 'must be an integer from 1 to 1000000';

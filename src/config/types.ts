@@ -70,7 +70,24 @@ export interface ServiceConfig {
   readonly halfOpen: HalfOpenRule;
   /** Honour an upstream's Retry-After; off unless set. */
   readonly retryAfter: RetryAfterRule | undefined;
+  /** Bulkhead: requests in flight at once; off unless set (docs/load-shedding.md). */
+  readonly maxConcurrent: number | undefined;
+  /** `observe`: nothing is rejected, what would have been is counted. Default `enforce`. */
+  readonly mode: 'enforce' | 'observe';
+  /** What an open circuit answers instead of the 503 problem; off unless set. */
+  readonly fallback: FallbackResponse | undefined;
 }
+
+/** A configured fallback answer, read and checked at load. */
+export interface FallbackResponse {
+  readonly status: number;
+  /** Header names and values as configured, flat: `[name, value, ...]`. */
+  readonly headers: readonly string[];
+  readonly body: Buffer;
+}
+
+/** Fallback bodies are bounded: they are held in memory and sent from it. */
+export const MAX_FALLBACK_BYTES = 64 * 1024;
 
 export interface Config {
   readonly listen: ProxyListenConfig;
@@ -106,7 +123,10 @@ export function isFailureStatus(ranges: readonly StatusRange[], status: number):
   return false;
 }
 
-/** Settings that, when changed by a reload, give a service a fresh breaker. */
+/**
+ * Settings that, when changed by a reload, give a service a fresh breaker. `mode`, `fallback` and
+ * `maxConcurrent` are not among them: changing only those keeps the breaker's state.
+ */
 export function serviceFingerprint(s: ServiceConfig): string {
   return JSON.stringify([
     s.url,

@@ -8,7 +8,7 @@ import {
   type WindowSnapshot,
 } from '../breaker/index.js';
 import type { Completed } from '../proxy/exchange.js';
-import type { ProxyHandler } from '../proxy/handler.js';
+import type { ProxyHandler, WouldRejectReason } from '../proxy/handler.js';
 import { LabelCache, NO_LABELS, registerFamily, SampledFamily, type Emit, type Labels } from './family.js';
 import { LatencyHistogram, type LatencyCell } from './latency.js';
 
@@ -38,6 +38,10 @@ interface ServiceSeries {
   readonly codes: Map<number, number>;
   readonly latency: LatencyCell;
   rejected: number;
+  /** Bulkhead rejections. */
+  shed: number;
+  /** Observe mode's would-be rejections, by index in WOULD_REJECT. */
+  readonly wouldReject: Float64Array;
   opens: number;
   /** By index in FAILURE_REASONS. */
   readonly failures: Float64Array;
@@ -46,6 +50,8 @@ interface ServiceSeries {
 }
 
 const CODE = new LabelCache('code');
+const WOULD_REJECT: readonly WouldRejectReason[] = ['open', 'half_open', 'bulkhead'];
+const WOULD_REJECT_LABELS: readonly Labels[] = WOULD_REJECT.map((reason) => Object.freeze({ reason }));
 const REASON = FAILURE_REASONS.map((reason) => Object.freeze({ reason }));
 const REASON_INDEX = new Map(FAILURE_REASONS.map((r, i) => [r, i]));
 
@@ -81,7 +87,7 @@ export class ProxyMetrics {
     const gauge = (name: string, help: string, value: (b: ServiceBreaker) => number) =>
       perService(name, help, 'gauge', (s) => value(s.breaker));
     /** A per-service counter kept in the series' own field. */
-    const counter = (name: string, help: string, field: 'opens' | 'rejected') =>
+    const counter = (name: string, help: string, field: 'opens' | 'rejected' | 'shed') =>
       perService(
         name,
         help,
@@ -125,7 +131,19 @@ export class ProxyMetrics {
       (w) => w.slowCallRate,
     );
     counter('circuit_breaker_open_total', 'Times the circuit opened.', 'opens');
-    counter('circuit_breaker_rejected_total', 'Requests answered 503 without contacting the upstream.', 'rejected');
+    counter('circuit_breaker_rejected_total', 'Requests answered without contacting the upstream (503 or the fallback).', 'rejected');
+    gauge('proxy_in_flight', 'Requests forwarded to the upstream and not yet ended (the bulkhead counts these).', (b) => b.inFlight);
+    counter('proxy_bulkhead_rejected_total', 'Requests answered 503 because maxConcurrent were in flight.', 'shed');
+    family(
+      'circuit_breaker_would_reject_total',
+      'Observe mode: requests forwarded that enforce mode would have rejected, by reason (open, half_open, bulkhead).',
+      'counter',
+      (emit) => {
+        for (const s of series.values())
+          for (let i = 0; i < WOULD_REJECT.length; i++) emit(s.wouldReject[i]!, WOULD_REJECT_LABELS[i]!, s.labels);
+      },
+      zeroAll((s) => s.wouldReject.fill(0)),
+    );
     family(
       'circuit_breaker_failures_total',
       'Upstream failures by reason (connect, timeout, reset, status).',
@@ -185,6 +203,10 @@ export class ProxyMetrics {
       else s.transitions.set(key, { labels: Object.freeze({ from: t.from, to: t.to }), count: 1 });
     });
     proxy.on('completed', (c) => this.onCompleted(c));
+    proxy.on('wouldReject', (service, reason) => {
+      const s = this.series.get(service);
+      if (s !== undefined) s.wouldReject[WOULD_REJECT.indexOf(reason)]! += 1;
+    });
     proxy.on('unrouted', (code) => this.unrouted.labels(String(code)).inc());
   }
 
@@ -203,6 +225,7 @@ export class ProxyMetrics {
     s.codes.set(c.status, (s.codes.get(c.status) ?? 0) + 1);
     s.latency.observe(c.durationSeconds);
     if (c.outcome === 'rejected') s.rejected += 1;
+    else if (c.outcome === 'shed') s.shed += 1;
   }
 
   private add(breaker: ServiceBreaker): void {
@@ -216,6 +239,8 @@ export class ProxyMetrics {
       codes: new Map(INITIAL_CODES.map((code) => [code, 0])),
       latency,
       rejected: 0,
+      shed: 0,
+      wouldReject: new Float64Array(WOULD_REJECT.length),
       opens: 0,
       failures: new Float64Array(FAILURE_REASONS.length),
       transitions,

@@ -9,8 +9,8 @@ import type { ForwardSink } from './forwarder.js';
 import { responseHeaders } from './headers.js';
 import { sendProblem } from './problem.js';
 
-/** How a proxied request ended. */
-export type Outcome = 'success' | 'failure' | 'rejected' | 'abandoned';
+/** How a proxied request ended: `rejected` by the breaker (or its fallback), `shed` by the bulkhead. */
+export type Outcome = 'success' | 'failure' | 'rejected' | 'shed' | 'abandoned';
 
 /** One record per request that named a configured service, for metrics and access logs. */
 export interface Completed {
@@ -90,6 +90,7 @@ export class Exchange implements ForwardSink {
     hasBody: boolean,
   ) {
     this.since = started;
+    breaker.inFlight += 1; // given back in onClientClose, however the exchange ends
     res.on('close', () => this.onClientClose());
     if (hasBody && !req.complete) {
       this.phase = 'sending';
@@ -320,6 +321,7 @@ export class Exchange implements ForwardSink {
     }
     this.phase = 'done';
     this.disarm();
+    this.breaker.inFlight -= 1;
     const left = this.verdict === 'abandoned' && !res.writableFinished;
     this.owner.completed({
       service: this.svc.name,

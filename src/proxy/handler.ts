@@ -1,16 +1,22 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { QUEUED, REJECTED, type BreakerRegistry, type ServiceBreaker } from '../breaker/index.js';
+import { QUEUED, REJECTED, SHADOW, type BreakerRegistry, type ServiceBreaker } from '../breaker/index.js';
+import type { ServiceConfig } from '../config/types.js';
 import { CLIENT_CLOSED, Exchange, type Completed, type ExchangeOwner } from './exchange.js';
 import type { Forwarder } from './forwarder.js';
 import { clientRequestId, hasBody, MAX_HEADERS, prepareRequestHeaders } from './headers.js';
-import { OpenCircuitResponse, sendProblem } from './problem.js';
+import { FallbackAnswer, OpenCircuitResponse, sendProblem, type CannedResponse } from './problem.js';
 import { newRequestId } from './request-id.js';
 import { route, upstreamPath } from './router.js';
 
+/** Why enforce mode would have rejected a request that observe mode forwarded. */
+export type WouldRejectReason = 'open' | 'half_open' | 'bulkhead';
+
 export interface ProxyEvents {
   completed: [Completed];
+  /** Observe mode forwarded a request enforce mode would have rejected (service, reason). */
+  wouldReject: [string, WouldRejectReason];
   /** A request that matched no service (400/404/414/431): no per-service series. */
   unrouted: [number, IncomingMessage];
 }
@@ -25,7 +31,8 @@ const DEFAULT_CLIENT_BODY_IDLE_MS = 30_000;
 export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeOwner {
   private readonly registry: BreakerRegistry;
   private readonly forwarder: Forwarder;
-  private readonly openResponses = new Map<string, OpenCircuitResponse>();
+  /** Each service's canned rejection: the 503 problem, or its fallback. By config: a reload may change it. */
+  private readonly rejections = new WeakMap<ServiceConfig, CannedResponse>();
   /** Set while draining: responses carry `Connection: close`. */
   draining = false;
   clientBodyIdleMs = DEFAULT_CLIENT_BODY_IDLE_MS;
@@ -34,7 +41,6 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
     super();
     this.registry = registry;
     this.forwarder = forwarder;
-    registry.on('removed', (name) => this.openResponses.delete(name));
   }
 
   completed(record: Completed): void {
@@ -68,14 +74,16 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
       return;
     }
     const started = performance.now();
-    const ticket = breaker.admit();
-    if (ticket === REJECTED) {
-      this.reject(req, res, breaker, requestId, started);
-      return;
-    }
-    if (ticket === QUEUED) {
-      this.queue(req, res, breaker, requestId, started, r.rest, r.query);
-      return;
+    let ticket = breaker.admit();
+    if (ticket === REJECTED || ticket === QUEUED) {
+      if (breaker.config.mode === 'enforce') {
+        if (ticket === REJECTED) this.reject(req, res, breaker, requestId, started);
+        else this.queue(req, res, breaker, requestId, started, r.rest, r.query);
+        return;
+      }
+      // Observe: forwarded all the same, its outcome ignored by the breaker (docs/load-shedding.md).
+      this.emit('wouldReject', breaker.name, breaker.state === 'half_open' ? 'half_open' : 'open');
+      ticket = SHADOW;
     }
     this.forward(req, res, breaker, ticket, requestId, started, r.rest, r.query);
   };
@@ -91,6 +99,15 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
     query: string,
   ): void {
     const svc = breaker.config;
+    const max = svc.maxConcurrent;
+    if (max !== undefined && breaker.inFlight >= max) {
+      if (svc.mode === 'enforce') {
+        breaker.abandon(ticket); // a half-open trial's slot goes back
+        this.shed(req, res, breaker, max, requestId, started);
+        return;
+      }
+      this.emit('wouldReject', breaker.name, 'bulkhead');
+    }
     prepareRequestHeaders(req.headers, requestId, req.socket.remoteAddress);
     const body = hasBody(req.headers);
     const exchange = new Exchange(this, req, res, breaker, ticket, requestId, started, body);
@@ -137,18 +154,35 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
     res.on('close', onClose);
   }
 
+  /** The open circuit's answer: the 503 problem with Retry-After, or the service's fallback. */
   private reject(req: IncomingMessage, res: ServerResponse, breaker: ServiceBreaker, requestId: string, started: number): void {
-    const name = breaker.name;
-    let open = this.openResponses.get(name);
-    if (open === undefined) {
-      open = new OpenCircuitResponse(name);
-      this.openResponses.set(name, open);
+    const svc = breaker.config;
+    let canned = this.rejections.get(svc);
+    if (canned === undefined) {
+      canned = svc.fallback ? new FallbackAnswer(svc.name, svc.fallback) : new OpenCircuitResponse(svc.name);
+      this.rejections.set(svc, canned);
     }
-    open.send(req, res, breaker.retryAfterSeconds(), requestId);
+    canned.send(req, res, breaker.retryAfterSeconds(), requestId);
+    this.emit('completed', {
+      service: svc.name,
+      status: canned.status,
+      outcome: 'rejected',
+      durationSeconds: (performance.now() - started) / 1000,
+      method: req.method ?? '',
+      path: req.url ?? '',
+      requestId,
+    });
+  }
+
+  /** The bulkhead is full: 503 at once, never a breaker failure; a fallback does not replace it. */
+  private shed(req: IncomingMessage, res: ServerResponse, breaker: ServiceBreaker, max: number, requestId: string, started: number): void {
+    const name = breaker.name;
+    const detail = `${name} has ${breaker.inFlight} requests in flight (maxConcurrent ${max})`;
+    sendProblem(req, res, 503, 'Too many requests in flight', detail, name, ['retry-after', '1', 'x-request-id', requestId]);
     this.emit('completed', {
       service: name,
       status: 503,
-      outcome: 'rejected',
+      outcome: 'shed',
       durationSeconds: (performance.now() - started) / 1000,
       method: req.method ?? '',
       path: req.url ?? '',

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FallbackResponse } from '../config/types.js';
 
 function problemJson(status: number, title: string, detail: string, service?: string): object {
   return { type: 'about:blank', title, status, detail, ...(service ? { service } : {}) };
@@ -43,7 +44,14 @@ export function sendProblemBody(
  * assemble in JavaScript (about 1% of a rejection's CPU, measured paired against a bare Node
  * server: docs/performance-notes.md, "The open path").
  */
-export class OpenCircuitResponse {
+/** An answer sent instead of forwarding: the open circuit's 503, or a configured fallback. */
+export interface CannedResponse {
+  readonly status: number;
+  send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void;
+}
+
+export class OpenCircuitResponse implements CannedResponse {
+  readonly status = 503;
   readonly body: string;
   private readonly headers: string[];
 
@@ -76,4 +84,38 @@ export function sendProblem(
   extra: readonly string[] = [],
 ): void {
   sendProblemBody(req, res, status, problemBody(status, title, detail, service), extra);
+}
+
+/**
+ * A service's configured fallback (docs/load-shedding.md): its status, headers and body, plus
+ * `X-Circuit-Fallback: <service>` and the `Retry-After` the 503 would have carried.
+ */
+export class FallbackAnswer implements CannedResponse {
+  readonly status: number;
+  private readonly body: Buffer;
+  private readonly headers: string[];
+
+  constructor(service: string, fallback: FallbackResponse) {
+    this.status = fallback.status;
+    this.body = fallback.body;
+    this.headers = [
+      ...fallback.headers,
+      'content-length',
+      String(fallback.body.length),
+      'x-circuit-fallback',
+      service,
+      'retry-after',
+      '',
+      'x-request-id',
+      '',
+    ];
+  }
+
+  send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
+    const h = this.headers;
+    h[h.length - 3] = String(retryAfterSeconds);
+    h[h.length - 1] = requestId;
+    res.writeHead(this.status, h);
+    res.end(req.method === 'HEAD' ? undefined : this.body);
+  }
 }

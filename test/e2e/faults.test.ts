@@ -165,11 +165,14 @@ describe('fault injection', () => {
     for (let i = 0; i < 3; i++) await request(p.port, '/svc/product/503');
     await p.nextState('product', 'half_open');
     const before = up.requests;
+    const trialArrived = once(up.events, 'request');
     const { all, rejected } = concurrent(p.port, '/svc/product/held', 200, 199);
-    await rejected; // the trial is held upstream while the 199 others are answered
+    // The trial is held upstream while the 199 others are answered (in either order).
+    await Promise.all([rejected, trialArrived]);
     assert.equal(up.requests - before, 1);
     held.splice(0).forEach((release) => release());
     const results = await all;
+    assert.equal(up.requests - before, 1, 'and no other request reached the upstream afterwards');
     assert.equal(results.filter((r) => r.status === 200).length, 1);
     assert.equal(results.filter((r) => r.status === 503).length, 199);
     assert.equal(b().state, 'closed');

@@ -7,7 +7,10 @@ import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import CircuitBreaker from 'opossum';
 import { QUEUED, REJECTED, ServiceBreaker, type BreakerEvents, type TransitionEvent } from '../../src/breaker/service-breaker.js';
-import { parseConfig } from '../../src/config/load.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { type ConfigError } from '../../src/errors.js';
 
 function make(extra: string, random = () => 0.5): { b: ServiceBreaker; transitions: TransitionEvent[] } {
@@ -302,4 +305,47 @@ describe('policy config', () => {
       (e: ConfigError) => e.problems.some((p) => p.path === 'defaults.backoff.max' && /cooldown of product \(2m\), got 1m/.test(p.message)),
     );
   });
+});
+
+describe('load-shedding config', () => {
+  const svc = (extra: string): string => `services:\n  product:\n    url: http://p:1\n${extra}`;
+  test('maxConcurrent, mode and fallback: off unless set, may stand under defaults', () => {
+    const plain = parseConfig(svc(''), {}).services.get('product')!;
+    assert.deepEqual([plain.maxConcurrent, plain.mode, plain.fallback], [undefined, 'enforce', undefined]);
+    const c = parseConfig(`defaults:\n  maxConcurrent: 8\n  mode: observe\n  fallback: { body: '[]' }\n${svc('')}`, {}).services.get(
+      'product',
+    )!;
+    assert.deepEqual([c.maxConcurrent, c.mode, c.fallback!.status, c.fallback!.body.toString()], [8, 'observe', 200, '[]']);
+  });
+  test("bodyFile is read at load, relative to the config file's directory", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-fallback-'));
+    try {
+      writeFileSync(join(dir, 'empty.json'), '{"items": []}');
+      writeFileSync(join(dir, 'proxy.yaml'), svc('    fallback: { bodyFile: empty.json, headers: { content-type: application/json } }\n'));
+      const f = loadConfig(join(dir, 'proxy.yaml'), {}).services.get('product')!.fallback!;
+      assert.deepEqual([f.body.toString(), f.headers], ['{"items": []}', ['content-type', 'application/json']]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  const bad: Array<[string, string, string]> = [
+    ["fallback: { body: 'a', bodyFile: b.json }", 'services.product.fallback.bodyFile', 'body and bodyFile together: set one'],
+    ['fallback: { bodyFile: /nonexistent/x.json }', 'services.product.fallback.bodyFile', 'cannot read /nonexistent/x.json: ENOENT'],
+    [`fallback: { body: '${'x'.repeat(65 * 1024)}' }`, 'services.product.fallback.body', 'must be at most 64 KiB, got 66560 bytes'],
+    ['fallback: { status: 100 }', 'services.product.fallback.status', 'must be an HTTP status from 200 to 599, got 100'],
+    ['fallback: { headers: { content-length: 5 } }', 'services.product.fallback.headers.content-length', 'must be a string'],
+    ["fallback: { headers: { content-length: '5' } }", 'services.product.fallback.headers.content-length', 'is set by the proxy'],
+    ["fallback: { headers: { 'bad name': x } }", 'services.product.fallback.headers.bad name', 'header names must be HTTP tokens'],
+    ['mode: shadow', 'services.product.mode', 'must be enforce or observe, got "shadow"'],
+    ['maxConcurrent: 0', 'services.product.maxConcurrent', 'must be an integer ≥ 1, got 0'],
+  ];
+  for (const [yaml, path, message] of bad) {
+    test(`refused: ${yaml.slice(0, 60)}`, () => {
+      assert.throws(
+        () => parseConfig(svc(`    ${yaml}\n`), {}),
+        (e: ConfigError) =>
+          e.problems.some((p) => p.path === path && p.message.includes(message)) || assert.fail(JSON.stringify(e.problems)),
+      );
+    });
+  }
 });
