@@ -3,6 +3,7 @@ import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { BreakerRegistry, type ReconcileResult } from './breaker/index.js';
 import type { Config } from './config/types.js';
 import { ConfigError } from './errors.js';
+import { LiveState } from './admin/live.js';
 import { createAdminServer } from './admin/server.js';
 import { attachLogs, createLogger, type Logger } from './log.js';
 import { ProxyMetrics } from './metrics/metrics.js';
@@ -42,6 +43,7 @@ export class CircuitProxy {
   readonly forwarder: Forwarder;
   readonly server: Server;
   readonly admin: Server;
+  readonly live: LiveState;
   readonly log: Logger;
   private config: Config;
   private ready = false;
@@ -80,7 +82,9 @@ export class CircuitProxy {
       rawReply(socket, 400, 'Bad Request', body);
       this.handler.emit('unrouted', 400, req);
     });
+    this.live = new LiveState(this.registry, this.handler);
     this.admin = createAdminServer({
+      live: this.live,
       registry: this.registry,
       metrics: this.metrics,
       log: this.log,
@@ -167,6 +171,7 @@ export class CircuitProxy {
       this.server.closeAllConnections();
       await closed;
     }
+    this.live.close();
     await new Promise<void>((resolve) => {
       this.admin.close(() => resolve());
       this.admin.closeAllConnections();

@@ -5,6 +5,8 @@ import type { Logger } from '../log.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
 import { sendProblem } from '../proxy/problem.js';
 import { authorize } from './auth.js';
+import { MAX_STREAMS, type LiveState } from './live.js';
+import { STATUS_PAGE } from './status-page.js';
 
 export interface AdminDeps {
   readonly registry: BreakerRegistry;
@@ -15,6 +17,8 @@ export interface AdminDeps {
   readonly isReady: () => boolean;
   /** Reloads the config file; throws ConfigError when the new file is invalid. */
   readonly reload?: () => unknown;
+  /** History, per-second series and the event streams (status page). */
+  readonly live: LiveState;
 }
 
 const MAX_BODY = 4096;
@@ -35,6 +39,30 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
   const method = req.method ?? 'GET';
   const get = method === 'GET' || method === 'HEAD';
   if (path === '/healthz') return get ? json(req, res, 200, { status: 'ok' }) : notAllowed(req, res, 'GET, HEAD');
+  if (path === '/') {
+    if (!get) return notAllowed(req, res, 'GET, HEAD');
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'content-length': Buffer.byteLength(STATUS_PAGE),
+      'cache-control': 'no-store',
+      // Self-contained: nothing is fetched from anywhere but this listener.
+      'content-security-policy':
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      'x-content-type-options': 'nosniff',
+    });
+    res.end(method === 'HEAD' ? undefined : STATUS_PAGE);
+    return;
+  }
+  if (path === '/events') {
+    if (method !== 'GET') return notAllowed(req, res, 'GET');
+    if (!deps.live.openStream(req, res)) {
+      return sendProblem(req, res, 503, 'Service Unavailable', `at most ${MAX_STREAMS} event streams at once`, undefined, [
+        'retry-after',
+        '5',
+      ]);
+    }
+    return;
+  }
   if (path === '/readyz') {
     if (!get) return notAllowed(req, res, 'GET, HEAD');
     const ready = deps.isReady();
@@ -72,10 +100,15 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
       throw err;
     }
   }
-  const m = /^\/breakers\/([^/]+)(?:\/(open|close))?$/.exec(path);
+  const m = /^\/breakers\/([^/]+)(?:\/(open|close|history))?$/.exec(path);
   if (m) {
     const breaker = deps.registry.get(safeDecode(m[1]!));
     const action = m[2];
+    if (action === 'history') {
+      if (!get) return notAllowed(req, res, 'GET, HEAD');
+      if (!breaker) return sendProblem(req, res, 404, 'Not Found', `unknown service: ${m[1]}`);
+      return json(req, res, 200, { name: breaker.name, transitions: deps.live.historyOf(breaker.name) });
+    }
     if (action === undefined) {
       if (!get) return notAllowed(req, res, 'GET, HEAD');
       if (!breaker) return sendProblem(req, res, 404, 'Not Found', `unknown service: ${m[1]}`);
@@ -101,7 +134,7 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
     res,
     404,
     'Not Found',
-    'admin endpoints: /healthz /readyz /metrics /breakers /breakers/<name> /breakers/<name>/open|close /reload',
+    'admin endpoints: / (status page) /events /healthz /readyz /metrics /breakers /breakers/<name> /breakers/<name>/history /breakers/<name>/open|close /reload',
   );
 }
 

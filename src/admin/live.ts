@@ -1,0 +1,170 @@
+/**
+ * What the status page and the event stream show (docs/observability.md, "Status page and event
+ * stream"): each service's last 100 transitions, its requests and errors per second over the last
+ * 5 minutes, and the `GET /events` streams, bounded.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BreakerRegistry, BreakerSnapshot, TransitionEvent } from '../breaker/index.js';
+import type { ProxyHandler } from '../proxy/handler.js';
+
+/** Transitions kept per service for `/breakers/<name>/history`. */
+export const HISTORY_LENGTH = 100;
+/** One-second samples kept per service: 5 minutes. */
+export const SERIES_SECONDS = 300;
+/** Concurrent `GET /events` streams; the next one gets 503. */
+export const MAX_STREAMS = 64;
+/** A stream whose unsent bytes pass this is a consumer that does not read: dropped, never buffered without limit. */
+export const MAX_STREAM_BACKLOG = 256 * 1024;
+
+export interface HistoryEntry {
+  readonly at: string;
+  readonly from: string;
+  readonly to: string;
+  readonly reason: string;
+  readonly forced: boolean;
+}
+
+/** Requests and errors (5xx sent to the client) per second, oldest first. */
+interface Series {
+  readonly requests: number[];
+  readonly errors: number[];
+  current: { requests: number; errors: number };
+}
+
+export interface ServiceStats extends BreakerSnapshot {
+  readonly nextProbeAt: number;
+  readonly queued: number;
+  readonly inFlightNow: number;
+  /** Requests and errors in the last full second. */
+  readonly rps: number;
+  readonly errorsPerSecond: number;
+}
+
+export class LiveState {
+  private readonly history = new Map<string, HistoryEntry[]>();
+  private readonly series = new Map<string, Series>();
+  private readonly streams = new Set<ServerResponse>();
+  private ticker: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly registry: BreakerRegistry,
+    handler: ProxyHandler,
+  ) {
+    registry.on('transition', (t) => this.onTransition(t));
+    registry.on('removed', (name) => {
+      this.history.delete(name);
+      this.series.delete(name);
+    });
+    handler.on('completed', (c) => {
+      const s = this.seriesOf(c.service);
+      s.current.requests += 1;
+      if (c.status >= 500) s.current.errors += 1;
+    });
+    this.ticker = setInterval(() => this.tick(), 1000);
+    this.ticker.unref();
+  }
+
+  /** Newest first. */
+  historyOf(name: string): HistoryEntry[] {
+    return [...(this.history.get(name) ?? [])].reverse();
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** `GET /events`: a `snapshot` at once, `transition` as they happen, `stats` every second. */
+  openStream(req: IncomingMessage, res: ServerResponse): boolean {
+    if (this.streams.size >= MAX_STREAMS) return false;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      'x-accel-buffering': 'no',
+    });
+    res.socket?.setNoDelay(true);
+    this.streams.add(res);
+    const drop = (): void => void this.streams.delete(res);
+    res.on('close', drop);
+    req.on('close', drop);
+    this.send(res, 'snapshot', {
+      at: Date.now(),
+      services: [...this.registry.all()].map((b) => ({
+        ...this.stats(b.name),
+        history: this.historyOf(b.name).slice(0, 10),
+        series: this.seriesOf(b.name),
+      })),
+    });
+    return true;
+  }
+
+  /** Ends every stream and the ticker (shutdown). */
+  close(): void {
+    if (this.ticker !== undefined) clearInterval(this.ticker);
+    this.ticker = undefined;
+    for (const res of this.streams) res.destroy();
+    this.streams.clear();
+  }
+
+  private onTransition(t: TransitionEvent): void {
+    let list = this.history.get(t.service);
+    if (list === undefined) this.history.set(t.service, (list = []));
+    const entry: HistoryEntry = { at: new Date(t.at).toISOString(), from: t.from, to: t.to, reason: t.reason, forced: t.forced };
+    list.push(entry);
+    if (list.length > HISTORY_LENGTH) list.shift();
+    this.broadcast('transition', { service: t.service, ...entry, stats: this.stats(t.service) });
+  }
+
+  private tick(): void {
+    for (const b of this.registry.all()) {
+      const s = this.seriesOf(b.name);
+      s.requests.push(s.current.requests);
+      s.errors.push(s.current.errors);
+      if (s.requests.length > SERIES_SECONDS) {
+        s.requests.shift();
+        s.errors.shift();
+      }
+      s.current = { requests: 0, errors: 0 };
+    }
+    if (this.streams.size > 0) this.broadcast('stats', { at: Date.now(), services: [...this.registry.all()].map((b) => this.stats(b.name)) });
+  }
+
+  private stats(name: string): ServiceStats | undefined {
+    const b = this.registry.get(name);
+    if (b === undefined) return undefined;
+    const s = this.seriesOf(name);
+    return {
+      ...b.snapshot(),
+      nextProbeAt: b.nextProbeAt,
+      queued: b.queued,
+      inFlightNow: b.inFlight,
+      rps: s.requests.at(-1) ?? 0,
+      errorsPerSecond: s.errors.at(-1) ?? 0,
+    };
+  }
+
+  private seriesOf(name: string): Series {
+    let s = this.series.get(name);
+    if (s === undefined) this.series.set(name, (s = { requests: [], errors: [], current: { requests: 0, errors: 0 } }));
+    return s;
+  }
+
+  private broadcast(event: string, data: unknown): void {
+    if (this.streams.size === 0) return;
+    const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    for (const res of this.streams) this.write(res, frame);
+  }
+
+  private send(res: ServerResponse, event: string, data: unknown): void {
+    this.write(res, `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** A consumer that does not read is dropped once its backlog passes the bound. */
+  private write(res: ServerResponse, frame: string): void {
+    if (res.writableLength > MAX_STREAM_BACKLOG) {
+      this.streams.delete(res);
+      res.destroy();
+      return;
+    }
+    res.write(frame);
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * The status page in a real browser (Debian's chromium, driven by playwright-core; no browser is
+ * downloaded): live updates without a reload, the probe countdown, the force buttons, no console
+ * error and no request to any other host. Screenshots at desktop and phone widths go to
+ * $STATUS_PAGE_SHOTS when set.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const hasChromium = existsSync(CHROMIUM);
+const SHOTS = process.env.STATUS_PAGE_SHOTS;
+
+describe(
+  'status page in a real browser',
+  { skip: !hasChromium && `no chromium at ${CHROMIUM} (apt-get install chromium)`, timeout: 60_000 },
+  () => {
+    let up: Upstream;
+    let p: RunningProxy;
+    let browser: Browser;
+    let page: Page;
+    const consoleErrors: string[] = [];
+    const foreign: string[] = [];
+
+    before(async () => {
+      up = await startUpstream((req, res) => {
+        req.resume();
+        if (req.url?.startsWith('/fail')) res.writeHead(503).end();
+        else res.end('ok');
+      });
+      p = await startProxy(
+        `defaults: { threshold: 2, cooldown: 30s }\nservices:\n  product:\n    url: ${up.url}\n    maxConcurrent: 16\n  cart:\n    url: ${up.url}\n    failureRate: { threshold: 50%, minRequests: 10 }\n  notification:\n    url: ${up.url}\n`,
+      );
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--no-first-run',
+          '--disable-sync',
+        ],
+      });
+      page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const own = `127.0.0.1:${p.adminPort}`;
+      page.on('console', (m) => {
+        if (m.type() === 'error') consoleErrors.push(m.text());
+      });
+      page.on('pageerror', (e) => consoleErrors.push(e.message));
+      page.on('request', (r) => {
+        const u = new URL(r.url());
+        if (u.protocol !== 'data:' && u.host !== own) foreign.push(r.url());
+      });
+      for (let i = 0; i < 5; i++) await request(p.port, '/svc/notification/x');
+      await page.goto(`http://${own}/`);
+      await page.waitForSelector('[data-service="product"][data-state="closed"]', { timeout: 5000 });
+    });
+
+    after(async () => {
+      await browser?.close();
+      await p?.close();
+      await up?.close();
+    });
+
+    test('a circuit forced open through the admin API turns its card open within 1 s, without a reload', async () => {
+      const r = await request(p.adminPort, '/breakers/product/open', { method: 'POST', body: '{"reason":"browser test"}' });
+      assert.equal(r.status, 200);
+      await page.waitForSelector('[data-service="product"][data-state="open"]', { timeout: 1000 });
+      const text = await page.textContent('[data-service="product"] .state');
+      assert.equal(text, 'OPEN · FORCED', 'the state is in text too, not only in colour');
+      assert.equal(await page.evaluate("document.querySelector('main .card').getAttribute('data-service')"), 'product', 'troubled first');
+    });
+
+    test('a circuit tripped by failures shows the countdown to its next probe and the trip reason', async () => {
+      await request(p.port, '/svc/cart/fail');
+      await request(p.port, '/svc/cart/fail');
+      await page.waitForSelector('[data-service="cart"][data-state="open"]', { timeout: 1000 });
+      await page.waitForFunction(
+        `/^next probe in (29|30)s$/.test(document.querySelector('[data-service="cart"] .probe').textContent)`,
+        undefined,
+        {
+          timeout: 1000,
+        },
+      );
+      const trip = await page.textContent('[data-service="cart"] .trip');
+      assert.match(trip ?? '', /2 consecutive failures: status 503/);
+    });
+
+    test('screenshots at desktop and phone widths', async () => {
+      await page.waitForTimeout(1100); // one stats event, so the sparklines have a point
+      if (SHOTS) {
+        mkdirSync(SHOTS, { recursive: true });
+        await page.screenshot({ path: join(SHOTS, 'status-desktop.png'), fullPage: true });
+        await page.setViewportSize({ width: 390, height: 844 });
+        await page.screenshot({ path: join(SHOTS, 'status-phone.png'), fullPage: true });
+        await page.setViewportSize({ width: 1280, height: 900 });
+      }
+      const overflow = await page.evaluate('document.documentElement.scrollWidth > window.innerWidth');
+      assert.equal(overflow, false, 'no horizontal scrolling');
+    });
+
+    test('the Close button closes the circuit, and the card shows it', async () => {
+      await page.click('[data-service="product"] button[data-action="close"]');
+      await page.waitForSelector('[data-service="product"][data-state="closed"]', { timeout: 1000 });
+      assert.equal(p.proxy.registry.get('product')!.state, 'closed');
+      assert.ok(p.logs.find((l) => l.msg === 'Operator forced product closed').length > 0);
+    });
+
+    test('no console error, and no request to any other host', () => {
+      assert.deepEqual(consoleErrors, []);
+      assert.deepEqual(foreign, []);
+    });
+  },
+);
