@@ -125,7 +125,8 @@ export class LiveState {
       }
       s.current = { requests: 0, errors: 0 };
     }
-    if (this.streams.size > 0) this.broadcast('stats', { at: Date.now(), services: [...this.registry.all()].map((b) => this.stats(b.name)) });
+    if (this.streams.size > 0)
+      this.broadcast('stats', { at: Date.now(), services: [...this.registry.all()].map((b) => this.stats(b.name)) });
   }
 
   private stats(name: string): ServiceStats | undefined {
