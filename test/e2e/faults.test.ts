@@ -161,21 +161,27 @@ describe('fault injection', () => {
   });
 
   test('200 concurrent requests at the moment of HALF_OPEN: exactly one upstream request', async () => {
-    reset();
-    for (let i = 0; i < 3; i++) await request(p.port, '/svc/product/503');
-    await p.nextState('product', 'half_open');
-    const before = up.requests;
-    const trialArrived = once(up.events, 'request');
-    const { all, rejected } = concurrent(p.port, '/svc/product/held', 200, 199);
-    // The trial is held upstream while the 199 others are answered (in either order).
-    await Promise.all([rejected, trialArrived]);
-    assert.equal(up.requests - before, 1);
-    held.splice(0).forEach((release) => release());
-    const results = await all;
-    assert.equal(up.requests - before, 1, 'and no other request reached the upstream afterwards');
-    assert.equal(results.filter((r) => r.status === 200).length, 1);
-    assert.equal(results.filter((r) => r.status === 503).length, 199);
-    assert.equal(b().state, 'closed');
+    // A proxy of its own with a timeout that cannot end the held trial while 199 rejections are
+    // answered on a loaded machine (the shared one times out at 200 ms).
+    const q = await startProxy(`defaults: { threshold: 3, cooldown: 150ms, timeout: 10s }\nservices:\n  product:\n    url: ${up.url}\n`);
+    try {
+      for (let i = 0; i < 3; i++) await request(q.port, '/svc/product/503');
+      await q.nextState('product', 'half_open');
+      const before = up.requests;
+      const trialArrived = once(up.events, 'request');
+      const { all, rejected } = concurrent(q.port, '/svc/product/held', 200, 199);
+      // The trial is held upstream while the 199 others are answered (in either order).
+      await Promise.all([rejected, trialArrived]);
+      assert.equal(up.requests - before, 1);
+      held.splice(0).forEach((release) => release());
+      const results = await all;
+      assert.equal(up.requests - before, 1, 'and no other request reached the upstream afterwards');
+      assert.equal(results.filter((r) => r.status === 200).length, 1);
+      assert.equal(results.filter((r) => r.status === 503).length, 199);
+      assert.equal(q.proxy.registry.get('product')!.state, 'closed');
+    } finally {
+      await q.close();
+    }
   });
 
   test('a flapping upstream: every request is answered (200/502/503), the breaker opens and recovers', async () => {
