@@ -82,12 +82,14 @@ export function buildProgram(onExit: (code: number) => void): Command {
     .description('breaker table of a running proxy (exit 0 all closed, 3 any open, 1 unreachable)')
     .addOption(new Option('--admin-url <url>', 'admin listener URL').env('CIRCUIT_PROXY_ADMIN_URL').default('http://127.0.0.1:9901'))
     .option('--json', 'print JSON instead of a table')
+    .option('-w, --watch', 'redraw the table every second until Ctrl-C')
     .exitOverride()
-    .action(async (flags: { adminUrl: string; json?: boolean }) => {
+    .action(async (flags: { adminUrl: string; json?: boolean; watch?: boolean }) => {
       onExit(
         await status({
           adminUrl: flags.adminUrl,
           json: flags.json === true,
+          watch: flags.watch === true,
           color: process.stdout.isTTY === true && !process.env.NO_COLOR,
         }),
       );

@@ -6,6 +6,7 @@ import { createLogger } from './log.js';
 import type { LevelWithSilent } from 'pino';
 import { maxSemiSpaceMB, memoryReducerOn } from './runtime.js';
 import { CircuitProxy } from './server.js';
+import { table } from './table.js';
 
 export const DEFAULT_CONFIG = 'config/proxy.yaml';
 
@@ -156,18 +157,4 @@ function policySummary(s: ServiceConfig): string {
     );
   if (s.retryAfter) parts.push(`retryAfter max ${formatDuration(s.retryAfter.maxMs)}`);
   return parts.join('; ') || '-';
-}
-
-export function table(
-  head: readonly string[],
-  rows: readonly (readonly string[])[],
-  paint: (cell: string, row: number, col: number) => string = (c) => c,
-): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: readonly string[], row: number): string =>
-    cells
-      .map((c, i) => paint(c.padEnd(widths[i]!), row, i))
-      .join('  ')
-      .trimEnd();
-  return [line(head, -1), ...rows.map((r, i) => line(r, i))].join('\n') + '\n';
 }

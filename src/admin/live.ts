@@ -29,6 +29,8 @@ interface Series {
   readonly requests: number[];
   readonly errors: number[];
   current: { requests: number; errors: number };
+  /** Since startup (or since the service appeared): requests, and those answered without the upstream. */
+  total: { requests: number; rejected: number };
 }
 
 export interface ServiceStats extends BreakerSnapshot {
@@ -38,6 +40,9 @@ export interface ServiceStats extends BreakerSnapshot {
   /** Requests and errors in the last full second. */
   readonly rps: number;
   readonly errorsPerSecond: number;
+  /** Requests, and those answered without the upstream (503 or fallback), since the service appeared. */
+  readonly requests: number;
+  readonly rejected: number;
 }
 
 export class LiveState {
@@ -58,10 +63,17 @@ export class LiveState {
     handler.on('completed', (c) => {
       const s = this.seriesOf(c.service);
       s.current.requests += 1;
+      s.total.requests += 1;
+      if (c.outcome === 'rejected') s.total.rejected += 1;
       if (c.status >= 500) s.current.errors += 1;
     });
     this.ticker = setInterval(() => this.tick(), 1000);
     this.ticker.unref();
+  }
+
+  /** `GET /stats`: what a `stats` event carries, as JSON (the `status` command reads it). */
+  allStats(): ServiceStats[] {
+    return [...this.registry.all()].map((b) => this.stats(b.name)!);
   }
 
   /** Newest first. */
@@ -129,7 +141,7 @@ export class LiveState {
       this.broadcast('stats', { at: Date.now(), services: [...this.registry.all()].map((b) => this.stats(b.name)) });
   }
 
-  private stats(name: string): ServiceStats | undefined {
+  stats(name: string): ServiceStats | undefined {
     const b = this.registry.get(name);
     if (b === undefined) return undefined;
     const s = this.seriesOf(name);
@@ -140,12 +152,17 @@ export class LiveState {
       inFlightNow: b.inFlight,
       rps: s.requests.at(-1) ?? 0,
       errorsPerSecond: s.errors.at(-1) ?? 0,
+      requests: s.total.requests,
+      rejected: s.total.rejected,
     };
   }
 
   private seriesOf(name: string): Series {
     let s = this.series.get(name);
-    if (s === undefined) this.series.set(name, (s = { requests: [], errors: [], current: { requests: 0, errors: 0 } }));
+    if (s === undefined) {
+      s = { requests: [], errors: [], current: { requests: 0, errors: 0 }, total: { requests: 0, rejected: 0 } };
+      this.series.set(name, s);
+    }
     return s;
   }
 

@@ -75,6 +75,10 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
     res.end(method === 'HEAD' ? undefined : text);
     return;
   }
+  if (path === '/stats') {
+    if (!get) return notAllowed(req, res, 'GET, HEAD');
+    return json(req, res, 200, { services: deps.live.allStats() });
+  }
   if (path === '/breakers') {
     if (!get) return notAllowed(req, res, 'GET, HEAD');
     return json(req, res, 200, { breakers: [...deps.registry.all()].map((b) => b.snapshot()) });
@@ -134,7 +138,7 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
     res,
     404,
     'Not Found',
-    'admin endpoints: / (status page) /events /healthz /readyz /metrics /breakers /breakers/<name> /breakers/<name>/history /breakers/<name>/open|close /reload',
+    'admin endpoints: / (status page) /events /stats /healthz /readyz /metrics /breakers /breakers/<name> /breakers/<name>/history /breakers/<name>/open|close /reload',
   );
 }
 

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, after } from 'node:test';
 import { NODE_FLAGS } from '../../src/runtime.js';
-import { json, listening, request, ROOT, runCli, spawnCli, startUpstream } from '../helpers.js';
+import { json, listening, request, ROOT, runCli, spawnCli, startProxy, startUpstream } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -166,6 +168,41 @@ describe('CLI (docs/operations.md), the real bin', () => {
       assert.equal(await cli.exit, 0);
     } finally {
       cli.child.kill('SIGKILL');
+      await up.close();
+    }
+  });
+
+  test('status --watch redraws the table every second until interrupted, then exits 0', async () => {
+    const up = await startUpstream((req, res) => {
+      req.resume();
+      res.end('ok');
+    });
+    const p = await startProxy(`services:\n  product:\n    url: ${up.url}\n`);
+    const child = spawn(
+      process.execPath,
+      [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'status', '--watch', '--admin-url', `http://127.0.0.1:${p.adminPort}`],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    try {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const frames = (): number => out.split('(Ctrl-C to stop)').length - 1;
+      const t0 = Date.now();
+      while (frames() < 1) await new Promise((r) => setTimeout(r, 20));
+      await request(p.port, '/svc/product/x');
+      await request(p.adminPort, '/breakers/product/open', { method: 'POST' });
+      while (frames() < 3 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(frames() >= 3, `${frames()} frames`);
+      assert.match(out, /product\s+closed/);
+      assert.match(out.slice(out.lastIndexOf('(Ctrl-C to stop)')), /product\s+open \(forced\)\s+0\/3\s+forced\s+1\s+0/);
+      child.kill('SIGINT');
+      const [code] = (await once(child, 'exit')) as [number];
+      assert.equal(code, 0);
+    } finally {
+      child.kill('SIGKILL');
+      await p.close();
       await up.close();
     }
   });
