@@ -8,7 +8,7 @@
  * floor (bench/floor.ts: a bare Node server answering the open circuit's 503) is measured too: it
  * bounds what the open/closed ratio can be on the machine at hand.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 4) per round,
- * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / every policy / open / floor, every other round in
+ * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / every policy / open / bulkhead rejection / fallback / floor, every other round in
  * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
  * at the same time (bench/paired.ts), and closed, open (a second proxy process) and floor likewise; RSS
  * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS);
@@ -74,13 +74,30 @@ async function settledUpstreamStats(url: string): Promise<{ connections: number;
   throw new Error('upstream still receiving requests 5 s after the previous round ended');
 }
 
-/** circuit-proxy (the real CLI) on core 0 with the bench config, `held` forced open through the admin API. */
+/**
+ * circuit-proxy (the real CLI) on core 0 with the bench config: `held` and `fallback` forced open
+ * through the admin API, `shed`'s bulkhead (maxConcurrent 1) filled by one request the upstream
+ * never answers.
+ */
 async function startCircuitProxy(cfg: string): Promise<{ child: ChildProcess; port: number }> {
   const child = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
   const { port, adminPort } = await listeningPorts(child);
   await forceOpen(adminPort, 'held');
+  await forceOpen(adminPort, 'fallback');
+  get(`http://127.0.0.1:${port}/svc/shed/hold`, { agent: false }).on('error', () => undefined);
+  for (let i = 0; i < 100; i++) {
+    const r = await fetch(`http://127.0.0.1:${adminPort}/breakers/shed`);
+    if (((await r.json()) as { inFlight?: number }).inFlight === 1) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   return { child, port };
 }
+
+/** A fallback answer of the size a degraded list endpoint would send. */
+const FALLBACK_SERVICES = (url: string): string =>
+  // A timeout the held request never reaches: the bulkhead stays full for the whole run.
+  `  shed:\n    url: ${url}\n    maxConcurrent: 1\n    timeout: 24h\n` +
+  `  fallback:\n    url: ${url}\n    fallback: { status: 200, headers: { content-type: application/json }, body: '{"items": [], "degraded": true}' }\n`;
 
 async function measure(pid: number, url: string, seconds: number, statsUrl?: string): Promise<Measured> {
   const before = statsUrl ? await settledUpstreamStats(statsUrl) : undefined;
@@ -112,7 +129,7 @@ async function main(): Promise<void> {
   const floorPort = await firstLine(floor, (l) => l.port as number | undefined);
   const cfg = tempFile(
     'bench',
-    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n${POLICIES_SERVICE(upUrl)}`,
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n${POLICIES_SERVICE(upUrl)}${FALLBACK_SERVICES(upUrl)}`,
   );
   const { child: cp, port } = await startCircuitProxy(cfg);
 
@@ -121,13 +138,23 @@ async function main(): Promise<void> {
     closed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/product/items/1` },
     policies: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/policies/items/1` },
     open: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/held/items/1` },
+    shed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/shed/items/1` },
+    fallback: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/fallback/items/1` },
     floor: { pid: floor.pid!, url: `http://127.0.0.1:${floorPort}/items/1` },
   };
   // Warm-up (JIT, pools), not recorded.
   for (const t of Object.values(targets)) await load(t.url, 2, CONNECTIONS);
 
-  const rounds: Record<keyof typeof targets, Measured[]> = { baseline: [], closed: [], policies: [], open: [], floor: [] };
-  const order = ['baseline', 'closed', 'policies', 'open', 'floor'] as const;
+  const rounds: Record<keyof typeof targets, Measured[]> = {
+    baseline: [],
+    closed: [],
+    policies: [],
+    open: [],
+    shed: [],
+    fallback: [],
+    floor: [],
+  };
+  const order = ['baseline', 'closed', 'policies', 'open', 'shed', 'fallback', 'floor'] as const;
   for (let r = 1; r <= ROUNDS; r++) {
     // ABBA: every other round runs in reverse, so a drift in machine speed favours no target.
     for (const name of r % 2 === 1 ? order : [...order].reverse()) {
@@ -224,12 +251,16 @@ async function main(): Promise<void> {
     /** The ceiling of openVsClosed on this machine: a bare Node server answering the same 503. */
     floorVsClosed: Math.round((summary.floor.rps / summary.closed.rps) * 100) / 100,
     openVsFloor: Math.round((summary.open.rps / summary.floor.rps) * 1000) / 1000,
+    shedVsFloor: Math.round((summary.shed.rps / summary.floor.rps) * 1000) / 1000,
+    fallbackVsFloor: Math.round((summary.fallback.rps / summary.floor.rps) * 1000) / 1000,
   };
   const targetsMet = {
     'closed >= 0.95x baseline rps': ratios.closedVsBaseline >= 0.95,
     'closed >= 0.95x baseline CPU per request (paired)': pairedClosed!.medianRatio >= 0.95,
     'every policy set (none reached) >= 0.90x baseline rps': ratios.policiesVsBaseline >= 0.9,
     'open >= 0.90x the floor rps': ratios.openVsFloor >= 0.9,
+    'bulkhead rejection >= 0.85x the floor rps': ratios.shedVsFloor >= 0.85,
+    'fallback answer >= 0.85x the floor rps': ratios.fallbackVsFloor >= 0.85,
     'streaming download >= 0.90x baseline throughput': streaming.download.ratio >= 0.9,
     'streaming upload >= 0.90x baseline throughput': streaming.upload.ratio >= 0.9,
     'streaming download: RSS growth <= baseline + 10 MB': streaming.download.rssGrowthOverBaselineMB <= 10,
@@ -292,6 +323,8 @@ async function main(): Promise<void> {
   process.stdout.write(row('circuit-proxy closed', summary.closed, `${ratios.closedVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(row('closed, every policy', summary.policies, `${ratios.policiesVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
+  process.stdout.write(row('bulkhead rejection', summary.shed, `${ratios.shedVsFloor.toFixed(3)}x floor`));
+  process.stdout.write(row('fallback answer', summary.fallback, `${ratios.fallbackVsFloor.toFixed(3)}x floor`));
   process.stdout.write(row('floor: bare Node 503', summary.floor, `${ratios.floorVsClosed.toFixed(2)}x closed`));
   process.stdout.write(`paired CPU ratio (baseline / closed, same time, same core): ${pairedClosed!.medianRatio}\n`);
   process.stdout.write(`paired CPU ratio (closed / open, same time, same core): ${pairedOpen!.medianRatio}\n`);
@@ -322,7 +355,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 - Date: ${r.date}
 - Machine: ${r.machine.cpu}, ${r.machine.cores} cores; measured processes on Node ${r.machine.node}, every Node process started with \`${r.machine.nodeFlags}\` (as circuit-proxy ships: src/runtime.ts)
 - Load: ${r.machine.loadGenerator}, 91-byte JSON body from a keep-alive Node upstream; ${r.machine.taskset ? 'proxies pinned to core 0, upstream and load generator to core 1 (taskset)' : 'no pinning (taskset missing)'}
-- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / every policy / open / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE).
+- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / every policy / open / bulkhead rejection / fallback / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE).
 
 | median of ${r.rounds.baseline.length} rounds | req/s | p50 ms | p99 ms | µs CPU/req | RSS MB | ratio |
 | --- | ---: | ---: | ---: | ---: | ---: | --- |
@@ -330,6 +363,8 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 | circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
 | circuit-proxy, closed, every policy set (none reached) | ${s.policies.rps} | ${s.policies.p50ms} | ${s.policies.p99ms} | ${s.policies.cpuUsPerRequest} | ${s.policies.rssMB} | ${r.ratios.policiesVsBaseline}x baseline |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
+| bulkhead rejection (503, maxConcurrent full) | ${s.shed.rps} | ${s.shed.p50ms} | ${s.shed.p99ms} | ${s.shed.cpuUsPerRequest} | ${s.shed.rssMB} | ${r.ratios.shedVsFloor}x floor |
+| fallback answer (circuit open) | ${s.fallback.rps} | ${s.fallback.p50ms} | ${s.fallback.p99ms} | ${s.fallback.cpuUsPerRequest} | ${s.fallback.rssMB} | ${r.ratios.fallbackVsFloor}x floor |
 | floor: bare Node server, same 503 | ${s.floor.rps} | ${s.floor.p50ms} | ${s.floor.p99ms} | ${s.floor.cpuUsPerRequest} | ${s.floor.rssMB} | ${r.ratios.floorVsClosed}x closed |
 
 - Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Likewise the open circuit (a second proxy process) against the closed one, CPU per request of the closed path divided by the open path's: ${r.paired.open.ratioToFirst.join(', ')}; median **${r.paired.openCpuAdvantage}**; and the floor (a third process, the same rounds) against the closed circuit: ${r.paired.floor.ratioToFirst.join(', ')}; median **${r.paired.floorCpuAdvantage}**. Steadier than req/s ratios across alternating rounds; the targets are defined on req/s.

@@ -1,6 +1,7 @@
 /**
  * Benchmark upstream: a minimal keep-alive Node server answering a 91-byte JSON body.
- * `GET /__stats` reports how many connections and requests it has seen (that request included).
+ * `GET /__stats` reports how many connections and requests it has seen (that request included);
+ * `GET /hold` is never answered.
  * Usage: node dist/bench/upstream.js <port>
  */
 import { createServer } from 'node:http';
@@ -14,6 +15,7 @@ const server = createServer((req, res) => {
     res.end(JSON.stringify({ connections, requests }));
     return;
   }
+  if (req.url === '/hold') return; // never answered: fills a bulkhead for the bench's shed rounds
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': BODY.length });
   res.end(BODY);
 });

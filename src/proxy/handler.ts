@@ -6,7 +6,7 @@ import type { ServiceConfig } from '../config/types.js';
 import { CLIENT_CLOSED, Exchange, type Completed, type ExchangeOwner } from './exchange.js';
 import type { Forwarder } from './forwarder.js';
 import { clientRequestId, hasBody, MAX_HEADERS, prepareRequestHeaders } from './headers.js';
-import { FallbackAnswer, OpenCircuitResponse, sendProblem, type CannedResponse } from './problem.js';
+import { FallbackAnswer, OpenCircuitResponse, sendProblem, ShedResponse, type CannedResponse } from './problem.js';
 import { newRequestId } from './request-id.js';
 import { route, upstreamPath } from './router.js';
 
@@ -33,6 +33,8 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
   private readonly forwarder: Forwarder;
   /** Each service's canned rejection: the 503 problem, or its fallback. By config: a reload may change it. */
   private readonly rejections = new WeakMap<ServiceConfig, CannedResponse>();
+  /** Each service's last bulkhead 503 (its detail names the count, which is maxConcurrent but after a reload). */
+  private readonly sheds = new WeakMap<ServiceConfig, ShedResponse>();
   /** Set while draining: responses carry `Connection: close`. */
   draining = false;
   clientBodyIdleMs = DEFAULT_CLIENT_BODY_IDLE_MS;
@@ -177,8 +179,12 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
   /** The bulkhead is full: 503 at once, never a breaker failure; a fallback does not replace it. */
   private shed(req: IncomingMessage, res: ServerResponse, breaker: ServiceBreaker, max: number, requestId: string, started: number): void {
     const name = breaker.name;
-    const detail = `${name} has ${breaker.inFlight} requests in flight (maxConcurrent ${max})`;
-    sendProblem(req, res, 503, 'Too many requests in flight', detail, name, ['retry-after', '1', 'x-request-id', requestId]);
+    let canned = this.sheds.get(breaker.config);
+    if (canned === undefined || canned.inFlight !== breaker.inFlight || canned.maxConcurrent !== max) {
+      canned = new ShedResponse(name, breaker.inFlight, max);
+      this.sheds.set(breaker.config, canned);
+    }
+    canned.send(req, res, 1, requestId);
     this.emit('completed', {
       service: name,
       status: 503,

@@ -34,29 +34,29 @@ export function sendProblemBody(
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
+/** An answer sent instead of forwarding: the open circuit's 503, the bulkhead's, or a configured fallback. */
+export interface CannedResponse {
+  readonly status: number;
+  send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void;
+}
+
 /**
- * The open circuit's 503 (docs/behaviour.md), sent over and over: body and header list are built once per
- * service, and only `Retry-After` and `X-Request-Id` are filled in per response (Node reads the
- * list synchronously in `writeHead` and keeps no reference to it).
+ * A 503 problem sent over and over (the open circuit's, a full bulkhead's): body and header list
+ * are built once, and only `Retry-After` and `X-Request-Id` are filled in per response (Node reads
+ * the list synchronously in `writeHead` and keeps no reference to it).
  *
  * The body is kept as a string, not a Buffer: `end(string)` lets Node append it to the header
  * block as one chunk, where a Buffer body is a chunk of its own that Node's `writev` path has to
  * assemble in JavaScript (about 1% of a rejection's CPU, measured paired against a bare Node
  * server: docs/performance-notes.md, "The open path").
  */
-/** An answer sent instead of forwarding: the open circuit's 503, or a configured fallback. */
-export interface CannedResponse {
-  readonly status: number;
-  send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void;
-}
-
-export class OpenCircuitResponse implements CannedResponse {
+export class CannedProblem implements CannedResponse {
   readonly status = 503;
   readonly body: string;
   private readonly headers: string[];
 
-  constructor(service: string) {
-    this.body = JSON.stringify(problemJson(503, 'Circuit open', `Circuit open for ${service}`, service));
+  constructor(title: string, detail: string, service: string) {
+    this.body = JSON.stringify(problemJson(503, title, detail, service));
     this.headers = problemHeaders(Buffer.byteLength(this.body), ['retry-after', '', 'x-request-id', '']);
   }
 
@@ -71,6 +71,24 @@ export class OpenCircuitResponse implements CannedResponse {
   send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
     res.writeHead(503, this.headersFor(retryAfterSeconds, requestId));
     res.end(req.method === 'HEAD' ? undefined : this.body);
+  }
+}
+
+/** The open circuit's 503 (docs/behaviour.md). */
+export class OpenCircuitResponse extends CannedProblem {
+  constructor(service: string) {
+    super('Circuit open', `Circuit open for ${service}`, service);
+  }
+}
+
+/** A full bulkhead's 503 (docs/load-shedding.md), for one in-flight count. */
+export class ShedResponse extends CannedProblem {
+  constructor(
+    service: string,
+    readonly inFlight: number,
+    readonly maxConcurrent: number,
+  ) {
+    super('Too many requests in flight', `${service} has ${inFlight} requests in flight (maxConcurrent ${maxConcurrent})`, service);
   }
 }
 
@@ -92,12 +110,13 @@ export function sendProblem(
  */
 export class FallbackAnswer implements CannedResponse {
   readonly status: number;
-  private readonly body: Buffer;
+  /** The body's bytes as a latin1 string: sent with the header block in one chunk (see CannedProblem). */
+  private readonly body: string;
   private readonly headers: string[];
 
   constructor(service: string, fallback: FallbackResponse) {
     this.status = fallback.status;
-    this.body = fallback.body;
+    this.body = fallback.body.toString('latin1');
     this.headers = [
       ...fallback.headers,
       'content-length',
@@ -116,6 +135,7 @@ export class FallbackAnswer implements CannedResponse {
     h[h.length - 3] = String(retryAfterSeconds);
     h[h.length - 1] = requestId;
     res.writeHead(this.status, h);
-    res.end(req.method === 'HEAD' ? undefined : this.body);
+    if (req.method === 'HEAD') res.end();
+    else res.end(this.body, 'latin1');
   }
 }
