@@ -1,0 +1,102 @@
+/**
+ * The Python make-order behind the sidecar (docs/migrating-from-pybreaker.md): the seed's three
+ * scenarios through its POST /ordering with Python `requests` as the client, and the docs' table of
+ * differences re-measured. Needs Debian's python3-fastapi, python3-uvicorn and python3-requests
+ * (installed by .ci/run); skipped, saying so, where they cannot be imported.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { DemoService, SERVICE_NAMES } from '../../examples/demo/services.js';
+import { ROOT, startProxy, type RunningProxy } from '../helpers.js';
+
+const PYTHON = process.env.CIRCUIT_PROXY_PYTHON ?? '/usr/bin/python3';
+const APP_DIR = `${ROOT}examples/make-order-python`;
+const probe = spawnSync(PYTHON, ['-c', 'import fastapi, uvicorn, requests'], { encoding: 'utf8' });
+const skip =
+  probe.status !== 0 &&
+  `${PYTHON} cannot import fastapi, uvicorn, requests (apt-get install python3-fastapi python3-uvicorn python3-requests)`;
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(PYTHON, args, { cwd: APP_DIR, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    c.on('exit', (code) => resolve({ code, out }));
+  });
+}
+
+describe('the Python make-order behind circuit-proxy', { skip, timeout: 120_000 }, () => {
+  const services = SERVICE_NAMES.map((name) => new DemoService(name));
+  let p: RunningProxy;
+  let app: ReturnType<typeof spawn>;
+  let appUrl = '';
+  const control = createServer((req, res) => {
+    const m = /^\/services\/(\w+)\/(down|up)$/.exec(req.url ?? '');
+    const svc = services.find((s) => s.name === m?.[1]);
+    if (!m || !svc) return void res.writeHead(404).end();
+    void (m[2] === 'down' ? svc.stop() : svc.start()).then(() => res.end('ok'));
+  });
+
+  before(async () => {
+    for (const s of services) await s.start();
+    const yaml = services.map((s) => `  ${s.name}:\n    url: http://127.0.0.1:${s.port}\n`).join('');
+    p = await startProxy(`defaults: { threshold: 3, cooldown: 1s }\nservices:\n${yaml}`);
+    await new Promise<void>((r) => control.listen(0, '127.0.0.1', r));
+    app = spawn(PYTHON, ['-m', 'uvicorn', 'app:app', '--host', '127.0.0.1', '--port', '0'], {
+      cwd: APP_DIR,
+      env: { ...process.env, PROXY_URL: `http://127.0.0.1:${p.port}` },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    appUrl = await new Promise<string>((resolve, reject) => {
+      let err = '';
+      const timer = setTimeout(() => reject(new Error(`uvicorn did not start: ${err}`)), 20_000);
+      app.stderr!.on('data', (d: Buffer) => {
+        err += d.toString();
+        const m = /Uvicorn running on (http:\/\/127\.0\.0\.1:\d+)/.exec(err);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+    });
+  });
+
+  after(async () => {
+    app?.kill('SIGTERM');
+    control.close();
+    await p?.close();
+    for (const s of services) await s.stop();
+  });
+
+  test("the seed's three scenarios through POST /ordering, Python requests as the client", async () => {
+    const controlUrl = `http://127.0.0.1:${(control.address() as AddressInfo).port}`;
+    const r = await run(['scenarios.py', appUrl, controlUrl]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /ok +failure 3\/3: product unreachable +-> 502 product unreachable: connect ECONNREFUSED/);
+    assert.match(r.out, /ok +circuit open: rejected at once +-> 503 retry-after=1 Circuit open for product$/m);
+    assert.match(r.out, /all scenarios passed/);
+    assert.ok(p.logs.find((l) => l.msg === 'Circuit open for product').length === 1);
+  });
+
+  test('the table of differences in docs/migrating-from-pybreaker.md holds what measure_differences.py measures', async () => {
+    const r = await run(['measure_differences.py']);
+    assert.equal(r.code, 0, r.out);
+    const measured = r.out
+      .split('\n')
+      .filter((l) => l.startsWith('| ') && !l.startsWith('| case') && !l.startsWith('| ---'))
+      .map((l) => l.split(' | ').map((c) => c.replace(/^\| |\s*\|$/g, '')));
+    const doc = readFileSync(`${ROOT}docs/migrating-from-pybreaker.md`, 'utf8');
+    const table = doc.slice(doc.indexOf('<!-- measured: begin -->'), doc.indexOf('<!-- measured: end -->'));
+    const documented = table
+      .split('\n')
+      .filter((l) => l.startsWith('| ') && !l.startsWith('| case') && !l.startsWith('| ---'))
+      .map((l) => l.split(' | ').map((c) => c.replace(/^\| |\s*\|$/g, '')))
+      .map((cells) => [cells[0], cells[2]]);
+    assert.deepEqual(documented, measured);
+  });
+});
