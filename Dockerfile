@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # circuit-proxy: multi-stage build. The runtime stage has production dependencies only,
 # runs as the unprivileged `node` user, with tini as PID 1 so SIGTERM/SIGHUP reach node.
 
@@ -21,7 +20,8 @@ ENV NODE_ENV=production \
     CIRCUIT_PROXY_CONFIG=/etc/circuit-proxy/proxy.yaml
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+# npm leaves a root-owned compile cache in /tmp that the node user could not write to.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force && rm -rf /tmp/node-compile-cache
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 # The default config; mount your own at the same path.

@@ -4,8 +4,7 @@
  * the byte count. Usage: node dist/bench/big-upstream.js <port>
  */
 import { createServer } from 'node:http';
-
-const CHUNK = Buffer.alloc(64 * 1024, 'x');
+import { writeChunks } from './chunks.js';
 
 const server = createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://x');
@@ -17,16 +16,7 @@ const server = createServer((req, res) => {
   }
   const total = Number(url.searchParams.get('bytes') ?? 0);
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
-  let sent = 0;
-  const more = (): void => {
-    while (sent < total) {
-      const n = Math.min(CHUNK.length, total - sent);
-      sent += n;
-      if (!res.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) return void res.once('drain', more);
-    }
-    res.end();
-  };
-  more();
+  writeChunks(res, total, 'x');
 });
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ port: (server.address() as { port: number }).port })}\n`);

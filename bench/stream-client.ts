@@ -4,10 +4,10 @@
  *   node dist/bench/stream-client.js get|put <url> <bytes>
  */
 import { request } from 'node:http';
+import { writeChunks } from './chunks.js';
 
 const [mode, url, bytesArg] = process.argv.slice(2);
 const total = Number(bytesArg);
-const CHUNK = Buffer.alloc(64 * 1024, 'y');
 
 const started = process.hrtime.bigint();
 const req = request(url!, { method: mode === 'put' ? 'PUT' : 'GET', agent: false }, (res) => {
@@ -31,17 +31,5 @@ req.on('error', (err) => {
   process.stderr.write(`stream-client: ${err.message}\n`);
   process.exit(1);
 });
-if (mode === 'put') {
-  let sent = 0;
-  const more = (): void => {
-    while (sent < total) {
-      const n = Math.min(CHUNK.length, total - sent);
-      sent += n;
-      if (!req.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) return void req.once('drain', more);
-    }
-    req.end();
-  };
-  more();
-} else {
-  req.end();
-}
+if (mode === 'put') writeChunks(req, total, 'y');
+else req.end();

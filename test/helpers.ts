@@ -11,6 +11,7 @@ import {
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import { after } from 'node:test';
 import { delimiter, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/load.js';
@@ -342,4 +343,28 @@ export async function countErrors<T>(fn: () => Promise<T>): Promise<{ result: T;
   } finally {
     globalThis.Error = Original;
   }
+}
+
+/**
+ * An upstream and a proxy in front of it, both closed after the calling test file's tests:
+ * `yaml` gets the upstream's URL.
+ */
+export function upstreamAndProxy(): (handler: Handler, yaml: (url: string) => string) => Promise<{ up: Upstream; p: RunningProxy }> {
+  const started: Array<RunningProxy | Upstream> = [];
+  after(async () => {
+    for (const x of started.reverse()) await x.close();
+  });
+  return async (handler, yaml) => {
+    const up = await startUpstream(handler);
+    const p = await startProxy(yaml(up.url));
+    started.push(up, p);
+    return { up, p };
+  };
+}
+
+/** The value of one exposition line of the proxy's `/metrics`, e.g. `proxy_in_flight{service="product"}`; undefined when absent. */
+export async function metricValue(p: RunningProxy, series: string): Promise<number | undefined> {
+  const text = (await request(p.adminPort, '/metrics')).body;
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }

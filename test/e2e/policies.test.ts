@@ -1,29 +1,11 @@
 /** The trip and recovery policies (docs/policies.md) over real sockets: real upstreams, the real proxy. */
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
-import { after, describe, test } from 'node:test';
-import { json, request, startProxy, startUpstream, until, type RunningProxy, type Upstream } from '../helpers.js';
+import { describe, test } from 'node:test';
+import { json, metricValue, request, until, upstreamAndProxy, type RunningProxy } from '../helpers.js';
 
-const started: Array<RunningProxy | Upstream> = [];
-after(async () => {
-  for (const x of started.reverse()) await x.close();
-});
-
-async function setUp(
-  handler: Parameters<typeof startUpstream>[0],
-  yaml: (url: string) => string,
-): Promise<{ up: Upstream; p: RunningProxy }> {
-  const up = await startUpstream(handler);
-  const p = await startProxy(yaml(up.url));
-  started.push(up, p);
-  return { up, p };
-}
-
-const metric = async (p: RunningProxy, name: string): Promise<number | undefined> => {
-  const text = (await request(p.adminPort, '/metrics')).body;
-  const m = new RegExp(`^${name}\\{service="product"\\} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : undefined;
-};
+const setUp = upstreamAndProxy();
+const metric = (p: RunningProxy, name: string): Promise<number | undefined> => metricValue(p, `${name}{service="product"}`);
 
 describe('policies over real sockets', () => {
   test('slow calls: a hanging upstream trips the slow-call rule while the requests still hang', async () => {

@@ -2,30 +2,12 @@
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import { request as httpRequest } from 'node:http';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
-import { json, request, startProxy, startUpstream, until, type RunningProxy, type Upstream } from '../helpers.js';
+import { json, metricValue, request, until, upstreamAndProxy } from '../helpers.js';
 
-const started: Array<RunningProxy | Upstream> = [];
-after(async () => {
-  for (const x of started.reverse()) await x.close();
-});
-
-async function setUp(
-  handler: Parameters<typeof startUpstream>[0],
-  yaml: (url: string) => string,
-): Promise<{ up: Upstream; p: RunningProxy }> {
-  const up = await startUpstream(handler);
-  const p = await startProxy(yaml(up.url));
-  started.push(up, p);
-  return { up, p };
-}
-
-const metric = async (p: RunningProxy, series: string): Promise<number | undefined> => {
-  const text = (await request(p.adminPort, '/metrics')).body;
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-};
+const setUp = upstreamAndProxy();
+const metric = metricValue;
 
 describe('bulkhead', () => {
   test('the request beyond maxConcurrent gets 503 at once, the upstream is not contacted, the breaker is not told', async () => {

@@ -92,6 +92,20 @@ test('the bin, run directly, starts node with NODE_FLAGS (shebang; `env -S` spli
 describe('docker-compose.yml', () => {
   const compose = parse(read('docker-compose.yml')) as { services: Record<string, any> };
   const svc = compose.services;
+  test("every demo upstream's health check probes the port its command listens on, not the image's admin port", () => {
+    const merged = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, any> };
+    for (const name of SERVICE_NAMES) {
+      const c = merged.services[name];
+      assert.ok(c.healthcheck, `${name} has a health check of its own (the image's probes :${ADMIN})`);
+      assert.match(JSON.stringify(c.healthcheck.test), new RegExp(`127\\.0\\.0\\.1:${c.environment.PORT}/health`), name);
+    }
+  });
+  test("make-order restarts by itself; the sidecar's health check fails once it no longer shares make-order's namespace", () => {
+    assert.equal(svc['make-order'].restart, 'unless-stopped');
+    const hc = JSON.stringify(svc['circuit-proxy'].healthcheck.test);
+    assert.match(hc, new RegExp(`127\\.0\\.0\\.1:${ADMIN}/healthz`));
+    assert.match(hc, /127\.0\.0\.1:8000\/health/, "make-order's own port, reachable only in its namespace");
+  });
   test('every service in config/proxy.yaml has a compose service of its name, reachable at the URL host and port it defaults to', () => {
     for (const s of sample.services.values()) {
       const c = svc[s.name];
@@ -142,6 +156,20 @@ describe('docker-compose.yml', () => {
       assert.doesNotMatch(published, new RegExp(`\\b${PORT}\\b`), 'the proxy port is not published');
     },
   );
+});
+
+test('the Dockerfile needs no BuildKit frontend image and leaves no root-owned compile cache behind', () => {
+  const dockerfile = read('Dockerfile');
+  assert.doesNotMatch(dockerfile, /^#\s*syntax=/m, 'a syntax directive makes BuildKit pull a frontend image');
+  const runtimeInstall = dockerfile.split('\n').find((l) => l.startsWith('RUN npm ci --omit=dev'));
+  assert.match(runtimeInstall ?? '', /rm -rf \/tmp\/node-compile-cache/);
+});
+
+test('the docker run example resolves host.docker.internal on a Linux engine too', () => {
+  const ops = read('docs/operations.md');
+  const run = /```bash\n([^`]*docker run[^`]*)```/.exec(ops)?.[1] ?? '';
+  assert.match(run, /host\.docker\.internal/);
+  assert.match(run, /--add-host=host\.docker\.internal:host-gateway/);
 });
 
 describe('examples/kubernetes', () => {
