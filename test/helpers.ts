@@ -1,4 +1,5 @@
 /** Test helpers: real upstream servers and the real proxy on loopback, port 0. No mocked http. */
+import { performance } from 'node:perf_hooks';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once, EventEmitter } from 'node:events';
 import {
@@ -194,9 +195,9 @@ export function json<T = any>(r: Reply): T {
 
 /** Resolves once `fn` returns true, checking after each event loop turn (bounded). */
 export async function until(fn: () => boolean, what: string, limitMs = 5000): Promise<void> {
-  const start = Date.now();
+  const start = performance.now();
   while (!fn()) {
-    if (Date.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
 }

@@ -1,4 +1,5 @@
 /** A real Prometheus server (Debian package `prometheus`, installed by .ci/run) scraping an admin port, for tests. */
+import { performance } from 'node:perf_hooks';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -58,9 +59,9 @@ export async function startPrometheus(adminPort: number): Promise<RunningPrometh
 
 /** Polls `check` every 100 ms until it holds (bounded). */
 export async function waitFor(check: () => Promise<boolean>, what: string, limitMs = 10_000): Promise<void> {
-  const deadline = Date.now() + limitMs;
+  const deadline = performance.now() + limitMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out: ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

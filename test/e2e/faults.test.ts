@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
@@ -132,9 +133,9 @@ describe('fault injection', () => {
   test('a body idle timeout shorter than the header timeout applies from the first byte', async () => {
     const q = await startProxy(`defaults: { timeout: 2s, bodyIdleTimeout: 150ms }\nservices:\n  product:\n    url: ${up.url}\n`);
     try {
-      const started = Date.now();
+      const started = performance.now();
       await assert.rejects(request(q.port, '/svc/product/stall'));
-      assert.ok(Date.now() - started < 1500, 'cut at the body idle timeout, not the header timeout');
+      assert.ok(performance.now() - started < 1500, 'cut at the body idle timeout, not the header timeout');
       assert.equal(q.proxy.registry.get('product')!.consecutiveFailures, 1);
     } finally {
       await q.close();
@@ -143,9 +144,9 @@ describe('fault injection', () => {
 
   test('a body that stalls longer than bodyIdleTimeout ends the exchange (reset)', async () => {
     reset();
-    const started = Date.now();
+    const started = performance.now();
     await assert.rejects(request(p.port, '/svc/product/stall'));
-    assert.ok(Date.now() - started >= 290, 'not before the idle timeout');
+    assert.ok(performance.now() - started >= 290, 'not before the idle timeout');
     assert.equal(b().consecutiveFailures, 1);
     assert.ok(p.logs.find((l) => typeof l.msg === 'string' && l.msg.includes('response body stalled for 300ms')).length >= 1);
   });
@@ -207,8 +208,8 @@ describe('fault injection', () => {
         await new Promise<void>((r) => flap.server.close(() => r()));
       }
       down = !down;
-      const until = Date.now() + 150;
-      while (Date.now() < until) {
+      const until = performance.now() + 150;
+      while (performance.now() < until) {
         const r = await request(p2.port, '/svc/product/x');
         seen.add(r.status);
         assert.ok([200, 502, 503].includes(r.status), String(r.status));
@@ -279,8 +280,8 @@ describe('no leaks', () => {
       JSON.stringify([...statuses]),
     );
     // Sockets close asynchronously after their last byte; wait for them (bounded).
-    const start = Date.now();
-    while (sockets() > baseline && Date.now() - start < 5000) await new Promise((r) => setTimeout(r, 20));
+    const start = performance.now();
+    while (sockets() > baseline && performance.now() - start < 5000) await new Promise((r) => setTimeout(r, 20));
     assert.ok(sockets() <= baseline, `sockets ${sockets()} > baseline ${baseline}`);
   });
 });
@@ -313,8 +314,8 @@ describe('a client that reads slowly', () => {
   async function upstreamStalls(): Promise<void> {
     let last = -1;
     let quiet = 0;
-    for (const start = Date.now(); quiet < 10;) {
-      assert.ok(Date.now() - start < 10_000, 'the upstream never stalled');
+    for (const start = performance.now(); quiet < 10;) {
+      assert.ok(performance.now() - start < 10_000, 'the upstream never stalled');
       await new Promise((r) => setTimeout(r, 25));
       quiet = written === last ? quiet + 1 : 0;
       last = written;
