@@ -82,7 +82,7 @@ export class CircuitProxy {
       rawReply(socket, 400, 'Bad Request', body);
       this.handler.emit('unrouted', 400, req);
     });
-    this.live = new LiveState(this.registry, this.handler);
+    this.live = new LiveState(this.registry, this.metrics);
     this.admin = createAdminServer({
       live: this.live,
       registry: this.registry,

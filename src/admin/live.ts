@@ -5,7 +5,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BreakerRegistry, BreakerSnapshot, TransitionEvent } from '../breaker/index.js';
-import type { ProxyHandler } from '../proxy/handler.js';
 
 /** Transitions kept per service for `/breakers/<name>/history`. */
 export const HISTORY_LENGTH = 100;
@@ -28,9 +27,13 @@ export interface HistoryEntry {
 interface Series {
   readonly requests: number[];
   readonly errors: number[];
-  current: { requests: number; errors: number };
-  /** Since startup (or since the service appeared): requests, and those answered without the upstream. */
-  total: { requests: number; rejected: number };
+  /** The totals at the last tick: each second's sample is the difference. */
+  last: { requests: number; errors: number };
+}
+
+/** Where the counts come from: the metrics' own per-service totals (no listener of ours per request). */
+export interface Totals {
+  totals(service: string): { requests: number; errors: number; rejected: number } | undefined;
 }
 
 export interface ServiceStats extends BreakerSnapshot {
@@ -40,7 +43,7 @@ export interface ServiceStats extends BreakerSnapshot {
   /** Requests and errors in the last full second. */
   readonly rps: number;
   readonly errorsPerSecond: number;
-  /** Requests, and those answered without the upstream (503 or fallback), since the service appeared. */
+  /** Requests, and those answered without the upstream (503 or fallback), as `/metrics` counts them. */
   readonly requests: number;
   readonly rejected: number;
 }
@@ -53,19 +56,12 @@ export class LiveState {
 
   constructor(
     private readonly registry: BreakerRegistry,
-    handler: ProxyHandler,
+    private readonly counts: Totals,
   ) {
     registry.on('transition', (t) => this.onTransition(t));
     registry.on('removed', (name) => {
       this.history.delete(name);
       this.series.delete(name);
-    });
-    handler.on('completed', (c) => {
-      const s = this.seriesOf(c.service);
-      s.current.requests += 1;
-      s.total.requests += 1;
-      if (c.outcome === 'rejected') s.total.rejected += 1;
-      if (c.status >= 500) s.current.errors += 1;
     });
     this.ticker = setInterval(() => this.tick(), 1000);
     this.ticker.unref();
@@ -129,13 +125,14 @@ export class LiveState {
   private tick(): void {
     for (const b of this.registry.all()) {
       const s = this.seriesOf(b.name);
-      s.requests.push(s.current.requests);
-      s.errors.push(s.current.errors);
+      const now = this.counts.totals(b.name) ?? { requests: 0, errors: 0 };
+      s.requests.push(Math.max(0, now.requests - s.last.requests));
+      s.errors.push(Math.max(0, now.errors - s.last.errors));
+      s.last = { requests: now.requests, errors: now.errors };
       if (s.requests.length > SERIES_SECONDS) {
         s.requests.shift();
         s.errors.shift();
       }
-      s.current = { requests: 0, errors: 0 };
     }
     if (this.streams.size > 0)
       this.broadcast('stats', { at: Date.now(), services: [...this.registry.all()].map((b) => this.stats(b.name)) });
@@ -145,6 +142,7 @@ export class LiveState {
     const b = this.registry.get(name);
     if (b === undefined) return undefined;
     const s = this.seriesOf(name);
+    const t = this.counts.totals(name);
     return {
       ...b.snapshot(),
       nextProbeAt: b.nextProbeAt,
@@ -152,15 +150,16 @@ export class LiveState {
       inFlightNow: b.inFlight,
       rps: s.requests.at(-1) ?? 0,
       errorsPerSecond: s.errors.at(-1) ?? 0,
-      requests: s.total.requests,
-      rejected: s.total.rejected,
+      requests: t?.requests ?? 0,
+      rejected: t?.rejected ?? 0,
     };
   }
 
   private seriesOf(name: string): Series {
     let s = this.series.get(name);
     if (s === undefined) {
-      s = { requests: [], errors: [], current: { requests: 0, errors: 0 }, total: { requests: 0, rejected: 0 } };
+      const t = this.counts.totals(name);
+      s = { requests: [], errors: [], last: { requests: t?.requests ?? 0, errors: t?.errors ?? 0 } };
       this.series.set(name, s);
     }
     return s;

@@ -210,6 +210,22 @@ export class ProxyMetrics {
     proxy.on('unrouted', (code) => this.unrouted.labels(String(code)).inc());
   }
 
+  /**
+   * A service's totals as `/metrics` counts them: requests (every status sent), those that were
+   * 5xx, and those answered without the upstream. Read once a second by the status page's series.
+   */
+  totals(service: string): { requests: number; errors: number; rejected: number } | undefined {
+    const s = this.series.get(service);
+    if (s === undefined) return undefined;
+    let requests = 0;
+    let errors = 0;
+    for (const [code, n] of s.codes) {
+      requests += n;
+      if (code >= 500) errors += n;
+    }
+    return { requests, errors, rejected: s.rejected };
+  }
+
   /** Prometheus text exposition. */
   metrics(): Promise<string> {
     return this.registry.metrics();
