@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { BUILTIN } from '../../src/config/types.js';
@@ -191,6 +193,14 @@ describe('examples/kubernetes', () => {
     assert.ok(sidecar.resources.requests.memory && sidecar.resources.limits.memory);
     const app = pod.containers.find((c: any) => c.name === 'make-order');
     assert.equal(app.env.find((e: any) => e.name === 'PROXY_URL').value, `http://localhost:${PORT}`);
+  });
+  test("valid Kubernetes objects by the API's own schema (kubernetes-models, generated from the OpenAPI spec)", () => {
+    // Required fields and types; the OpenAPI spec does not refuse unknown keys, so typos pass.
+    new Deployment(deploy).validate();
+    new ConfigMap(cm).validate();
+    const broken = structuredClone(deploy);
+    delete broken.spec.selector;
+    assert.throws(() => new Deployment(broken).validate(), /must have required property selector/);
   });
   test('the ConfigMap holds a valid proxy.yaml, mounted where the image reads it', () => {
     const cfg = parseConfig(cm.data['proxy.yaml'], {});
