@@ -151,6 +151,8 @@ export class ServiceBreaker {
   /** The window of each window rule (one shared when both rules use the same window length). */
   private readonly failureWindow: OutcomeWindow | undefined;
   private readonly slowWindow: OutcomeWindow | undefined;
+  /** The distinct windows above (none, one shared, or two): every outcome goes into each. */
+  private readonly windows: readonly OutcomeWindow[];
   private lastTransitionAt = Date.now();
   private lastTrip: { at: number; reason: string } | null = null;
   private prevState: BreakerState = 'closed';
@@ -171,6 +173,7 @@ export class ServiceBreaker {
     const sc = config.slowCalls;
     this.failureWindow = fr ? new OutcomeWindow(fr.windowMs, clock) : undefined;
     this.slowWindow = sc ? (fr && fr.windowMs === sc.windowMs ? this.failureWindow : new OutcomeWindow(sc.windowMs, clock)) : undefined;
+    this.windows = [...new Set([this.failureWindow, this.slowWindow])].filter((w) => w !== undefined);
     // A fresh options object per breaker: opossum mutates it, and reads resetTimeout from it.
     this.cbOptions = {
       name: config.name,
@@ -312,15 +315,13 @@ export class ServiceBreaker {
       }
       return;
     }
-    if (!slow && (this.failureWindow !== undefined || this.slowWindow !== undefined)) this.recordOutcome(false);
+    if (!slow) this.record(false, false, undefined);
   }
 
   /** The request has waited `slowCalls.duration` for response headers: a slow call, counted now. */
   slow(ticket: number): void {
     if (!this.current(ticket) || ticket & 1 || this.slowWindow === undefined) return;
-    this.slowWindow.record(false, true);
-    if (this.failureWindow !== undefined && this.failureWindow !== this.slowWindow) this.failureWindow.record(false, false);
-    this.evaluateWindows(undefined);
+    this.record(false, true, undefined);
   }
 
   /**
@@ -349,15 +350,13 @@ export class ServiceBreaker {
       this.trip(`${this.failures} consecutive failure${this.failures === 1 ? '' : 's'}: ${detail}`, retryAfterMs);
       return;
     }
-    if (this.failureWindow === undefined && this.slowWindow === undefined) return;
     if (slow) {
-      this.slowWindow!.recordLateFailure();
-      if (this.failureWindow !== undefined && this.failureWindow !== this.slowWindow) this.failureWindow.recordLateFailure();
+      // Already in the windows as a slow call: now a failure too, not another request.
+      for (const w of this.windows) w.recordLateFailure();
+      this.evaluateWindows(retryAfterMs);
     } else {
-      this.failureWindow?.record(true, false);
-      if (this.slowWindow !== undefined && this.slowWindow !== this.failureWindow) this.slowWindow.record(true, false);
+      this.record(true, false, retryAfterMs);
     }
-    this.evaluateWindows(retryAfterMs);
   }
 
   /** The client left: neither success nor failure. A half-open trial slot is given back. */
@@ -434,15 +433,14 @@ export class ServiceBreaker {
     return ticket >> 1 === this.generation;
   }
 
-  /** A success into the window(s), then the rules (a success can complete `minRequests`). */
-  private recordOutcome(failure: boolean): void {
-    this.failureWindow?.record(failure, false);
-    if (this.slowWindow !== undefined && this.slowWindow !== this.failureWindow) this.slowWindow.record(failure, false);
-    this.evaluateWindows(undefined);
+  /** An outcome into every window, then the rules (a success can complete `minRequests` too). */
+  private record(failure: boolean, slow: boolean, retryAfterMs: number | undefined): void {
+    for (const w of this.windows) w.record(failure, slow);
+    this.evaluateWindows(retryAfterMs);
   }
 
   private evaluateWindows(retryAfterMs: number | undefined): void {
-    if (!this.cb.closed) return;
+    if (this.windows.length === 0 || !this.cb.closed) return;
     const fr = this.config.failureRate;
     const sc = this.config.slowCalls;
     const reason =
@@ -479,8 +477,7 @@ export class ServiceBreaker {
     this.generation += 1;
     this.trialsAdmitted = 0;
     this.trialsSucceeded = 0;
-    this.failureWindow?.clear();
-    this.slowWindow?.clear();
+    for (const w of this.windows) w.clear();
     if (to === 'open') {
       this.openedAt = Date.now();
       this.openedAtTick = this.clock();
