@@ -175,26 +175,17 @@ export class Exchange implements ForwardSink {
 
   private clientStalled(): void {
     this.abandon();
-    this.phase = 'done';
-    this.disarm();
+    this.end();
     this.proxyReq?.destroy();
     this.res.shouldKeepAlive = false;
-    const after = formatDuration(this.owner.clientBodyIdleMs);
-    sendProblem(this.req, this.res, 408, 'Request Timeout', `request body idle for ${after}`, this.svc.name, [
-      'x-request-id',
-      this.requestId,
-    ]);
+    this.answer(408, 'Request Timeout', `request body idle for ${formatDuration(this.owner.clientBodyIdleMs)}`);
   }
 
   private upstreamTimedOut(cause: string): void {
-    const name = this.svc.name;
     this.fail('timeout', cause, 'ETIMEDOUT');
-    this.phase = 'done';
+    this.end();
     this.proxyReq?.destroy();
-    sendProblem(this.req, this.res, 504, 'Gateway Timeout', `${name} timed out after ${formatDuration(this.svc.timeoutMs)}`, name, [
-      'x-request-id',
-      this.requestId,
-    ]);
+    this.answer(504, 'Gateway Timeout', `${this.svc.name} timed out after ${formatDuration(this.svc.timeoutMs)}`);
   }
 
   onUpstreamError(err: NodeJS.ErrnoException): void {
@@ -202,16 +193,14 @@ export class Exchange implements ForwardSink {
     // The client's own request failed (http-proxy reports those here too): the response's
     // `close` settles it as abandoned.
     if (this.req.errored === err) return;
-    this.phase = 'done';
-    this.disarm();
+    this.end();
     if (this.res.destroyed || this.res.writableEnded) {
       this.abandon();
       return;
     }
-    const name = this.svc.name;
     const c = classifyUpstreamError(err);
     this.fail(c.reason, c.cause, err.code);
-    sendProblem(this.req, this.res, 502, 'Bad Gateway', `${name} unreachable: ${c.cause}`, name, ['x-request-id', this.requestId]);
+    this.answer(502, 'Bad Gateway', `${this.svc.name} unreachable: ${c.cause}`);
   }
 
   onUpstreamResponse(proxyRes: IncomingMessage): void {
@@ -268,8 +257,7 @@ export class Exchange implements ForwardSink {
 
   onUpstreamEnd(proxyRes: IncomingMessage): void {
     if (this.phase !== 'streaming' || !proxyRes.complete) return;
-    this.phase = 'done';
-    this.disarm();
+    this.end();
     if (this.trailers && proxyRes.rawTrailers.length > 0) this.res.addTrailers(pairs(proxyRes.rawTrailers));
     this.res.end();
     if (this.verdict === 'pending') {
@@ -286,8 +274,7 @@ export class Exchange implements ForwardSink {
    */
   private onUpstreamClose(proxyRes: IncomingMessage): void {
     if (proxyRes.complete || this.phase !== 'streaming') return;
-    this.phase = 'done';
-    this.disarm();
+    this.end();
     if (this.verdict === 'pending') {
       const stalled = this.bodyStalled;
       const cause = stalled
@@ -301,13 +288,9 @@ export class Exchange implements ForwardSink {
   /** Node refused to build the upstream request (a header value it will not send): 400, no outcome. */
   refuse(err: NodeJS.ErrnoException): void {
     this.abandon();
-    this.phase = 'done';
-    this.disarm();
+    this.end();
     this.proxyReq?.destroy();
-    sendProblem(this.req, this.res, 400, 'Bad Request', `request cannot be forwarded: ${err.code ?? err.message}`, this.svc.name, [
-      'x-request-id',
-      this.requestId,
-    ]);
+    this.answer(400, 'Bad Request', `request cannot be forwarded: ${err.code ?? err.message}`);
   }
 
   /** The client response closed, finished or not: the exchange ends here, in every phase. */
@@ -319,8 +302,7 @@ export class Exchange implements ForwardSink {
       this.proxyReq?.destroy();
       this.proxyRes?.destroy();
     }
-    this.phase = 'done';
-    this.disarm();
+    this.end();
     this.breaker.inFlight -= 1;
     const left = this.verdict === 'abandoned' && !res.writableFinished;
     this.owner.completed({
@@ -350,9 +332,16 @@ export class Exchange implements ForwardSink {
     this.timer = setTimeout(fireTimer, Math.max(1, Math.ceil(due - performance.now())), this);
   }
 
-  private disarm(): void {
+  /** Nothing more happens but the client response's `close`: no phase, no timer. */
+  private end(): void {
+    this.phase = 'done';
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /** A problem+json answer of the proxy's own for this service, with the request id. */
+  private answer(status: number, title: string, detail: string): void {
+    sendProblem(this.req, this.res, status, title, detail, this.svc.name, ['x-request-id', this.requestId]);
   }
 
   private fail(reason: FailureReason, cause: string, code: string | undefined, retryAfter?: number): void {

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { QUEUED, REJECTED, SHADOW, type BreakerRegistry, type ServiceBreaker } from '../breaker/index.js';
 import type { ServiceConfig } from '../config/types.js';
-import { CLIENT_CLOSED, Exchange, type Completed, type ExchangeOwner } from './exchange.js';
+import { CLIENT_CLOSED, Exchange, type Completed, type ExchangeOwner, type Outcome } from './exchange.js';
 import type { Forwarder } from './forwarder.js';
 import { clientRequestId, hasBody, MAX_HEADERS, prepareRequestHeaders } from './headers.js';
 import { FallbackAnswer, OpenCircuitResponse, sendProblem, ShedResponse, type CannedResponse } from './problem.js';
@@ -137,20 +137,12 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
   ): void {
     const onClose = (): void => {
       withdraw();
-      this.emit('completed', {
-        service: breaker.name,
-        status: CLIENT_CLOSED,
-        outcome: 'abandoned',
-        durationSeconds: (performance.now() - started) / 1000,
-        method: req.method ?? '',
-        path: req.url ?? '',
-        requestId,
-      });
+      this.answered(req, breaker.name, CLIENT_CLOSED, 'abandoned', requestId, started);
     };
     const withdraw = breaker.enqueue((ticket) => {
       res.off('close', onClose);
-      if (res.destroyed) return;
-      if (ticket === REJECTED) this.reject(req, res, breaker, requestId, started);
+      if (res.destroyed) this.answered(req, breaker.name, CLIENT_CLOSED, 'abandoned', requestId, started);
+      else if (ticket === REJECTED) this.reject(req, res, breaker, requestId, started);
       else this.forward(req, res, breaker, ticket, requestId, started, rest, query);
     });
     res.on('close', onClose);
@@ -165,15 +157,7 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
       this.rejections.set(svc, canned);
     }
     canned.send(req, res, breaker.retryAfterSeconds(), requestId);
-    this.emit('completed', {
-      service: svc.name,
-      status: canned.status,
-      outcome: 'rejected',
-      durationSeconds: (performance.now() - started) / 1000,
-      method: req.method ?? '',
-      path: req.url ?? '',
-      requestId,
-    });
+    this.answered(req, svc.name, canned.status, 'rejected', requestId, started);
   }
 
   /** The bulkhead is full: 503 at once, never a breaker failure; a fallback does not replace it. */
@@ -185,10 +169,15 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
       this.sheds.set(breaker.config, canned);
     }
     canned.send(req, res, 1, requestId);
+    this.answered(req, name, 503, 'shed', requestId, started);
+  }
+
+  /** The `completed` record of a request that was not forwarded (rejected, shed, or left while queued). */
+  private answered(req: IncomingMessage, service: string, status: number, outcome: Outcome, requestId: string, started: number): void {
     this.emit('completed', {
-      service: name,
-      status: 503,
-      outcome: 'shed',
+      service,
+      status,
+      outcome,
       durationSeconds: (performance.now() - started) / 1000,
       method: req.method ?? '',
       path: req.url ?? '',
