@@ -94,14 +94,17 @@ export class LiveState {
     const drop = (): void => void this.streams.delete(res);
     res.on('close', drop);
     req.on('close', drop);
-    this.send(res, 'snapshot', {
-      at: Date.now(),
-      services: [...this.registry.all()].map((b) => ({
-        ...this.stats(b.name),
-        history: this.historyOf(b.name).slice(0, 10),
-        series: this.seriesOf(b.name),
-      })),
-    });
+    this.write(
+      res,
+      frame('snapshot', {
+        at: Date.now(),
+        services: [...this.registry.all()].map((b) => ({
+          ...this.stats(b.name),
+          history: this.historyOf(b.name).slice(0, 10),
+          series: this.seriesOf(b.name),
+        })),
+      }),
+    );
     return true;
   }
 
@@ -167,12 +170,8 @@ export class LiveState {
 
   private broadcast(event: string, data: unknown): void {
     if (this.streams.size === 0) return;
-    const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const res of this.streams) this.write(res, frame);
-  }
-
-  private send(res: ServerResponse, event: string, data: unknown): void {
-    this.write(res, `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    const text = frame(event, data);
+    for (const res of this.streams) this.write(res, text);
   }
 
   /** A consumer that does not read is dropped once its backlog passes the bound. */
@@ -184,4 +183,9 @@ export class LiveState {
     }
     res.write(frame);
   }
+}
+
+/** One server-sent event (https://html.spec.whatwg.org/multipage/server-sent-events.html). */
+function frame(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
