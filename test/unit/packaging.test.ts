@@ -3,7 +3,8 @@
  * the Kubernetes example must agree with the code (ports, config path, health endpoint, services).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
@@ -13,7 +14,7 @@ import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { BUILTIN } from '../../src/config/types.js';
 import { NODE_FLAGS } from '../../src/runtime.js';
 import { SERVICE_NAMES } from '../../examples/demo/services.js';
-import { ROOT } from '../helpers.js';
+import { ROOT, startUpstream } from '../helpers.js';
 
 const read = (p: string): string => readFileSync(`${ROOT}${p}`, 'utf8');
 const sample = loadConfig(`${ROOT}config/proxy.yaml`, {});
@@ -108,6 +109,30 @@ describe('docker-compose.yml', () => {
     assert.match(hc, new RegExp(`127\\.0\\.0\\.1:${ADMIN}/healthz`));
     assert.match(hc, /127\.0\.0\.1:8000\/health/, "make-order's own port, reachable only in its namespace");
   });
+  test("no health check argument has a space (podman's Docker API splits there) and each runs a script the image has", async () => {
+    const merged = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, any> };
+    const checks = Object.entries(merged.services).filter(([, c]) => c.healthcheck);
+    assert.ok(checks.length >= 8, 'make-order, its sidecar and six upstreams');
+    for (const [name, c] of checks) {
+      const args = c.healthcheck.test as string[];
+      assert.equal(args[0], 'CMD', name);
+      for (const a of args) assert.doesNotMatch(a, /\s/, `${name}: ${JSON.stringify(a)} (containers/podman#26519)`);
+      // /app/dist/... in the image is dist/... here: the same tsc output.
+      assert.ok(existsSync(`${ROOT}${args[2]!.replace('/app/', '')}`), `${name}: ${args[2]} is built`);
+    }
+    const [ok, bad] = await Promise.all([200, 500].map((status) => startUpstream((_req, res) => res.writeHead(status).end())));
+    try {
+      const probe = async (...urls: string[]): Promise<number | null> => {
+        const child = spawn(process.execPath, [`${ROOT}dist/examples/demo/probe.js`, ...urls], { stdio: 'ignore' });
+        return ((await once(child, 'exit')) as [number | null])[0];
+      };
+      assert.equal(await probe(ok!.url), 0);
+      assert.equal(await probe(ok!.url, bad!.url), 1, 'every URL must answer 2xx');
+      assert.equal(await probe(), 2, 'usage');
+    } finally {
+      await Promise.all([ok!.close(), bad!.close()]);
+    }
+  });
   test('every service in config/proxy.yaml has a compose service of its name, reachable at the URL host and port it defaults to', () => {
     for (const s of sample.services.values()) {
       const c = svc[s.name];
@@ -122,7 +147,13 @@ describe('docker-compose.yml', () => {
   test("circuit-proxy is make-order's sidecar: shared network namespace, admin published, proxy port not", () => {
     const cp = svc['circuit-proxy'];
     assert.equal(cp.network_mode, 'service:make-order');
-    const published = (svc['make-order'].ports as string[]).map((p) => p.split(':').map(Number));
+    // '${MAKE_ORDER_PUBLISH:-8000}:8000' read with its default.
+    const published = (svc['make-order'].ports as string[]).map((p) =>
+      p
+        .replace(/\$\{\w+:-([^}]*)\}/g, '$1')
+        .split(':')
+        .map(Number),
+    );
     assert.ok(!published.some(([, c]) => c === PORT), `${PORT} is the app's alone (loopback)`);
     assert.ok(
       published.some(([h, c]) => h === ADMIN && c === ADMIN),
@@ -220,4 +251,17 @@ test('yamllint accepts the YAML files', { skip: !yamllint && 'yamllint not insta
     { encoding: 'utf8', cwd: ROOT },
   );
   assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+const shellcheck = spawnSync('shellcheck', ['--version']).status === 0;
+test('shellcheck accepts the shell scripts', { skip: !shellcheck && 'shellcheck not installed (apt-get install shellcheck)' }, () => {
+  const r = spawnSync('shellcheck', ['scripts/image-test.sh', '.ci/run', '.ci/other-nodes'], { encoding: 'utf8', cwd: ROOT });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+test('the sidecar is recreated alone: --no-deps (else compose recreates make-order, which podman refuses while the sidecar joins it)', () => {
+  const command = 'up -d --no-deps --force-recreate circuit-proxy';
+  assert.ok(read('docker-compose.yml').includes(command));
+  assert.ok(read('docs/operations.md').replace(/\s+/g, ' ').includes(command));
+  assert.ok(read('scripts/image-test.sh').includes(command.replace('-d', '-d --no-build')), 'the image test runs the documented command');
 });
