@@ -279,6 +279,8 @@ wait_until 30 "GET /healthz (Kubernetes-like)" curl -sf "http://$admin/healthz"
 code=$(status_of "http://$port/svc/product/products/1")
 [ "$code" = 200 ] || fail "Kubernetes-like: GET /svc/product/products/1 answered $code"
 healthy "$k8s" >/dev/null || fail "Kubernetes-like: the HEALTHCHECK says unhealthy"
+! podman exec "$k8s" sh -c 'echo x >/app/written' 2>/dev/null || fail "Kubernetes-like: the root filesystem is writable"
+[ "$(podman inspect --format '{{.HostConfig.Memory}}' "$k8s")" = $((256 << 20)) ] || fail "Kubernetes-like: no 256 MB memory limit"
 ok "serves, proxies and passes its HEALTHCHECK on the image's embedded config"
 
 # --- docker-compose ------------------------------------------------------------------------------
