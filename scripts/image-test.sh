@@ -327,6 +327,8 @@ grep -qi '^retry-after: [0-9]' "$work/headers" || fail "the 503 has no Retry-Aft
 podman logs "$sidecar" 2>&1 | grep -q 'Circuit open for product' || fail "no 'Circuit open for product' log line"
 ok "the 503 carries Retry-After; the sidecar logged 'Circuit open for product'"
 docker-compose start product >/dev/null 2>&1
+# Listening before the cooldown ends, or the trial request would find it still starting.
+wait_until 30 "product healthy again" healthy "$(docker-compose ps -q product)"
 wait_until 20 "product breaker half_open after the 2 s cooldown" sh -c "curl -sf http://$ad/breakers/product | grep -q '\"state\":\"half_open\"'"
 expect_order 201 closed "scenario 3, product back, trial request"
 
