@@ -5,6 +5,9 @@
  * client's wall time (bench/stream-client.ts, on core 1 with the upstream); RSS growth is the
  * proxy's peak RSS during the transfer (sampled every 20 ms) minus its RSS before it.
  * Also runs on its own: `npm run build && node dist/bench/streaming.js` (writes bench/results/streaming-<time>.json).
+ * BENCH_PROXY_FLAGS adds Node flags to the proxy's process only (after NODE_FLAGS, so they win),
+ * e.g. `BENCH_PROXY_FLAGS=--max-semi-space-size=32`. Each proxy transfer also reports how many full
+ * (major) collections the proxy ran meanwhile, read from its own /metrics.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -15,14 +18,18 @@ import { cleanUp, median, NODE, NODE_VERSION, ROOT, rssMB, start, TASKSET, tempF
 
 export const STREAM_MB = Number(process.env.BENCH_STREAM_MB ?? 1024);
 export const STREAM_ROUNDS = Number(process.env.BENCH_STREAM_ROUNDS ?? 3);
+const PROXY_FLAGS = (process.env.BENCH_PROXY_FLAGS ?? '').split(/\s+/).filter(Boolean);
 
 interface Transfer {
   mbPerSecond: number;
   rssGrowthMB: number;
+  /** The proxy's full collections during the transfer (prom-client's `nodejs_gc_duration_seconds`). */
+  majorGCs?: number;
 }
 
 export interface StreamingResult {
   megabytes: number;
+  proxyFlags: string[];
   rounds: number;
   download: { baseline: Transfer[]; proxy: Transfer[]; ratio: number; rssGrowthOverBaselineMB: number };
   upload: { baseline: Transfer[]; proxy: Transfer[]; ratio: number; rssGrowthOverBaselineMB: number };
@@ -41,13 +48,21 @@ function client(mode: 'get' | 'put', url: string, bytes: number): Promise<number
   });
 }
 
-async function transfer(pid: number, mode: 'get' | 'put', url: string, bytes: number): Promise<Transfer> {
+async function majorGCs(adminPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  return Number(/^nodejs_gc_duration_seconds_count\{kind="major"\} (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+async function transfer(pid: number, mode: 'get' | 'put', url: string, bytes: number, adminPort?: number): Promise<Transfer> {
+  const gcBefore = adminPort === undefined ? 0 : await majorGCs(adminPort);
   const before = rssMB(pid);
   let peak = before;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMB(pid))), 20);
   try {
     const seconds = await client(mode, url, bytes);
-    return { mbPerSecond: Math.round(bytes / 1024 / 1024 / seconds), rssGrowthMB: Math.round((peak - before) * 10) / 10 };
+    const t: Transfer = { mbPerSecond: Math.round(bytes / 1024 / 1024 / seconds), rssGrowthMB: Math.round((peak - before) * 10) / 10 };
+    if (adminPort !== undefined) t.majorGCs = (await majorGCs(adminPort)) - gcBefore;
+    return t;
   } finally {
     clearInterval(sampler);
   }
@@ -65,14 +80,15 @@ export async function streamingRounds(log: (line: string) => void = (l) => proce
     'bench-stream',
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  big:\n    url: ${upUrl}\n`,
   );
-  const cp = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
-  const { port } = await listeningPorts(cp);
-  const targets: Record<'baseline' | 'proxy', { child: ChildProcess; url: string }> = {
+  const cp = start(0, [...PROXY_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
+  const { port, adminPort } = await listeningPorts(cp);
+  const targets: Record<'baseline' | 'proxy', { child: ChildProcess; url: string; adminPort?: number }> = {
     baseline: { child: base, url: `http://127.0.0.1:${basePort}` },
-    proxy: { child: cp, url: `http://127.0.0.1:${port}/svc/big` },
+    proxy: { child: cp, url: `http://127.0.0.1:${port}/svc/big`, adminPort },
   };
   const result: StreamingResult = {
     megabytes: STREAM_MB,
+    proxyFlags: PROXY_FLAGS,
     rounds: STREAM_ROUNDS,
     download: { baseline: [], proxy: [], ratio: 0, rssGrowthOverBaselineMB: 0 },
     upload: { baseline: [], proxy: [], ratio: 0, rssGrowthOverBaselineMB: 0 },
@@ -83,12 +99,13 @@ export async function streamingRounds(log: (line: string) => void = (l) => proce
     for (let r = 1; r <= STREAM_ROUNDS; r++) {
       for (const name of r % 2 === 1 ? (['baseline', 'proxy'] as const) : (['proxy', 'baseline'] as const)) {
         const t = targets[name];
-        const down = await transfer(t.child.pid!, 'get', `${t.url}/big?bytes=${bytes}`, bytes);
-        const upl = await transfer(t.child.pid!, 'put', `${t.url}/sink`, bytes);
+        const down = await transfer(t.child.pid!, 'get', `${t.url}/big?bytes=${bytes}`, bytes, t.adminPort);
+        const upl = await transfer(t.child.pid!, 'put', `${t.url}/sink`, bytes, t.adminPort);
         result.download[name].push(down);
         result.upload[name].push(upl);
+        const gcs = (x: Transfer): string => (x.majorGCs === undefined ? '' : `, ${x.majorGCs} full GCs`);
         log(
-          `stream round ${r} ${name.padEnd(8)} download ${down.mbPerSecond} MB/s (RSS +${down.rssGrowthMB} MB)  upload ${upl.mbPerSecond} MB/s (RSS +${upl.rssGrowthMB} MB)\n`,
+          `stream round ${r} ${name.padEnd(8)} download ${down.mbPerSecond} MB/s (RSS +${down.rssGrowthMB} MB${gcs(down)})  upload ${upl.mbPerSecond} MB/s (RSS +${upl.rssGrowthMB} MB${gcs(upl)})\n`,
         );
       }
     }
@@ -108,7 +125,10 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     .then((r) => {
       const line = (name: string, d: StreamingResult['download']): string =>
         `${name}: ${d.ratio}x the baseline's throughput, RSS growth ${d.rssGrowthOverBaselineMB} MB over the baseline's\n`;
-      process.stdout.write(`\n${STREAM_MB} MiB on Node ${NODE_VERSION}\n${line('download', r.download)}${line('upload', r.upload)}`);
+      const flags = PROXY_FLAGS.length > 0 ? `, proxy with ${PROXY_FLAGS.join(' ')}` : '';
+      process.stdout.write(
+        `\n${STREAM_MB} MiB on Node ${NODE_VERSION}${flags}\n${line('download', r.download)}${line('upload', r.upload)}`,
+      );
       mkdirSync(`${ROOT}bench/results`, { recursive: true });
       const file = `bench/results/streaming-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
       writeFileSync(`${ROOT}${file}`, JSON.stringify({ date: new Date().toISOString(), node: NODE_VERSION, ...r }, null, 2) + '\n');
