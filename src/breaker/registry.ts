@@ -50,7 +50,8 @@ export class BreakerRegistry extends EventEmitter<RegistryEvents> {
 
   /**
    * Brings the set of breakers in line with `config`: unchanged services keep their breaker
-   * (state and counters), changed ones get a fresh breaker with the new settings, removed ones go.
+   * (state and counters), changed ones get a fresh breaker with the new settings (and the old
+   * one's count of requests in flight, for the bulkhead), removed ones go.
    */
   reconcile(config: Config): ReconcileResult {
     const added: string[] = [];
@@ -71,6 +72,7 @@ export class BreakerRegistry extends EventEmitter<RegistryEvents> {
         unchanged.push(name);
         continue;
       }
+      const previous = this.breakers.get(name);
       if (old !== undefined) {
         this.drop(name);
         changed.push(name);
@@ -78,6 +80,7 @@ export class BreakerRegistry extends EventEmitter<RegistryEvents> {
         added.push(name);
       }
       const breaker = new ServiceBreaker(svc, this as EventEmitter<BreakerEvents>, this.rotate);
+      if (previous !== undefined) breaker.inherit(previous);
       this.breakers.set(name, breaker);
       this.fingerprints.set(name, fp);
       this.emit('added', breaker);

@@ -120,8 +120,12 @@ export interface WindowSnapshot {
  */
 export class ServiceBreaker {
   private cfg: ServiceConfig;
-  /** Requests forwarded to this upstream and not yet ended (the bulkhead's count, docs/load-shedding.md). */
-  inFlight = 0;
+  /**
+   * Requests forwarded to this upstream and not yet ended: the bulkhead's count
+   * (docs/load-shedding.md). An object, so that a breaker replaced at a reload hands it on
+   * ({@link ServiceBreaker.inherit}) and requests still in flight on the old one keep counting.
+   */
+  load: { n: number } = { n: 0 };
   private readonly cb: CircuitBreaker;
   /**
    * The options object handed to opossum, kept: opossum reads `resetTimeout` from it each time the
@@ -156,6 +160,16 @@ export class ServiceBreaker {
   private lastTransitionAt = Date.now();
   private lastTrip: { at: number; reason: string } | null = null;
   private prevState: BreakerState = 'closed';
+
+  /** Requests forwarded to this upstream and not yet ended. */
+  get inFlight(): number {
+    return this.load.n;
+  }
+
+  /** A reload replaced `previous` with this breaker: its requests still in flight count here too. */
+  inherit(previous: ServiceBreaker): void {
+    this.load = previous.load;
+  }
 
   constructor(
     config: ServiceConfig,

@@ -90,7 +90,7 @@ export class Exchange implements ForwardSink {
     hasBody: boolean,
   ) {
     this.since = started;
-    breaker.inFlight += 1; // given back in onClientClose, however the exchange ends
+    breaker.load.n += 1; // given back in onClientClose, however the exchange ends
     res.on('close', () => this.onClientClose());
     if (hasBody && !req.complete) {
       this.phase = 'sending';
@@ -303,7 +303,7 @@ export class Exchange implements ForwardSink {
       this.proxyRes?.destroy();
     }
     this.end();
-    this.breaker.inFlight -= 1;
+    this.breaker.load.n -= 1;
     const left = this.verdict === 'abandoned' && !res.writableFinished;
     this.owner.completed({
       service: this.svc.name,

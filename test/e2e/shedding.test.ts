@@ -85,6 +85,41 @@ describe('bulkhead', () => {
       assert.equal(next.status, 200, `a request after ${what} is admitted`);
     }
   });
+
+  test('a reload that replaces the breaker keeps counting the requests still in flight on the old one', async () => {
+    const held: ServerResponse[] = [];
+    const yaml = (url: string, threshold: number): string =>
+      `defaults: { threshold: ${threshold} }\nservices:\n  product:\n    url: ${url}\n    maxConcurrent: 1\n`;
+    const { up, p } = await setUp(
+      (req, res) => {
+        req.resume();
+        held.push(res);
+      },
+      (url) => yaml(url, 3),
+    );
+    const first = request(p.port, '/svc/product/a');
+    await until(() => held.length === 1, 'the first request at the upstream');
+    const old = p.proxy.registry.get('product')!;
+    const result = p.proxy.reload(
+      parseConfig(`listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml(up.url, 5)}`, {}),
+    );
+    assert.deepEqual(result.changed, ['product']);
+    const fresh = p.proxy.registry.get('product')!;
+    assert.notEqual(fresh, old, 'a fresh breaker (threshold changed)');
+    assert.equal(fresh.inFlight, 1, 'the request on the old breaker counts');
+    const r = await request(p.port, '/svc/product/b');
+    assert.equal(r.status, 503, 'maxConcurrent 1 holds across the reload');
+    assert.equal(json(r).title, 'Too many requests in flight');
+    assert.equal(up.requests, 1);
+    held[0]!.end('ok');
+    assert.equal((await first).status, 200);
+    await until(() => fresh.inFlight === 0, 'the slot given back to the new breaker');
+    held.length = 0;
+    const next = request(p.port, '/svc/product/c');
+    await until(() => held.length === 1, 'admitted once the old request ended');
+    held[0]!.end('ok');
+    assert.equal((await next).status, 200);
+  });
 });
 
 describe('observe mode', () => {
