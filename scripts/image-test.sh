@@ -85,14 +85,17 @@ cleanup() {
 trap cleanup EXIT
 
 # The sandboxes CI runs in refuse podman's default rlimits (nofile and nproc above what the
-# process may set) and crun's cgroup handling; a containers.conf of our own, used only here.
+# process may set; here even nproc at the hard limit was refused, 4096 is not) and crun's cgroup
+# handling; a containers.conf of our own, used only here.
 nofile=$(ulimit -Hn)
 [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ] && nofile=65536
+nproc=$(ulimit -Hu)
+[ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ] && nproc=4096
 runtime=runc
 command -v runc >/dev/null || runtime=crun
 cat >"$work/containers.conf" <<EOF
 [containers]
-default_ulimits = ["nofile=$nofile:$nofile", "nproc=4096:4096"]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 [engine]
 runtime = "$runtime"
 EOF
