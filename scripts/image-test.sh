@@ -199,7 +199,7 @@ wait_until() {
   done
 }
 host_port() {
-  podman port "$1" "$2" | head -1
+  podman port "$1" "$2" | sed -n 1p
 }
 healthy() {
   podman healthcheck run "$1"
@@ -230,8 +230,7 @@ port=$(host_port "$proxy" 8080)
 admin=$(host_port "$proxy" 9901)
 wait_until 30 "GET /healthz on $admin" curl -sf "http://$admin/healthz"
 ok "/healthz 200"
-wait_until 10 "product upstream" podman exec "$run_id-product" node -e \
-  "fetch('http://127.0.0.1:8000/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+wait_until 10 "product upstream" podman exec "$run_id-product" node /app/dist/examples/demo/probe.js http://127.0.0.1:8000/health
 code=$(status_of "http://$port/svc/product/products/1")
 { [ "$code" = 200 ] && grep -q '"id":"1"' "$work/body"; } || fail "GET /svc/product/products/1 answered $code: $(head -c 300 "$work/body")"
 ok "GET /svc/product/products/1 -> 200 from product-service"
@@ -251,7 +250,9 @@ ok "the image's HEALTHCHECK: healthy"
 printf '  extra:\n    url: http://extra-service:8000\n' >>"$work/proxy.yaml"
 podman kill --signal HUP "$proxy" >/dev/null
 wait_until 10 "the reloaded config's new service in /breakers" sh -c "curl -sf http://$admin/breakers | grep -q '\"extra\"'"
-podman logs "$proxy" 2>&1 | grep -q 'config reloaded' || fail "no 'config reloaded' log line after SIGHUP"
+# Captured first: with pipefail, `grep -q` leaving early would fail the pipe.
+logs=$(podman logs "$proxy" 2>&1)
+grep -q 'config reloaded' <<<"$logs" || fail "no 'config reloaded' log line after SIGHUP"
 ok "SIGHUP reloaded the config (service extra added, logged)"
 
 # SIGTERM: a request in flight finishes, then node exits 0 (well before podman's 10 s SIGKILL).
@@ -327,7 +328,8 @@ docker-compose stop --timeout 2 product >/dev/null 2>&1
 for i in 1 2 3; do expect_order 502 "$([ $i = 3 ] && echo open || echo closed)" "scenario 2, product down, failure $i/3"; done
 expect_order 503 open "scenario 2, circuit open"
 grep -qi '^retry-after: [0-9]' "$work/headers" || fail "the 503 has no Retry-After"
-podman logs "$sidecar" 2>&1 | grep -q 'Circuit open for product' || fail "no 'Circuit open for product' log line"
+logs=$(podman logs "$sidecar" 2>&1)
+grep -q 'Circuit open for product' <<<"$logs" || fail "no 'Circuit open for product' log line"
 ok "the 503 carries Retry-After; the sidecar logged 'Circuit open for product'"
 docker-compose start product >/dev/null 2>&1
 # Listening before the cooldown ends, or the trial request would find it still starting.
