@@ -52,7 +52,7 @@ npm_version=${npm_of_node[$node_version]:-}
 [ -n "$npm_version" ] || fail "no npm version known for Node $node_version: add it to npm_of_node in scripts/image-test.sh"
 base=localhost/circuit-proxy-stand-in/node:$node_version-$suite-slim
 image=localhost/circuit-proxy:local
-cache=${CIRCUIT_PROXY_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/circuit-proxy/image-test}
+cache=${CIRCUIT_PROXY_IMAGE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/circuit-proxy/image-test}
 mkdir -p "$cache"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/circuit-proxy-image-test.XXXXXX")
