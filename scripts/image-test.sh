@@ -159,10 +159,12 @@ ok "podman runs containers ($runtime): node $err"
 
 # --- The build -----------------------------------------------------------------------------------
 step "build: $image"
-# npm inside the build must trust the same CAs as this machine (a TLS-inspecting proxy, say).
-# The bundle is mounted at build time only, over /usr/local/etc (npm's global config directory,
-# present and empty in the base) so that no mount point is left behind; checked below.
-ca=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
+# npm inside the build must trust what npm here trusts (a TLS-inspecting proxy's CA, say): npm's
+# own cafile, else NODE_EXTRA_CA_CERTS, else the system bundle. It is mounted at build time only,
+# over /usr/local/etc (npm's global config directory, present and empty in the base) so that no
+# mount point is left behind; checked below.
+ca=$(npm config get cafile 2>/dev/null || true)
+[ -r "$ca" ] || ca=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
 mkdir -p "$work/npm-etc"
 if [ -r "$ca" ]; then
   cp "$ca" "$work/npm-etc/build-ca.crt"
