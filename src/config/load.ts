@@ -150,21 +150,8 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
         timeoutMs: s.timeout ?? base.timeoutMs,
         bodyIdleTimeoutMs: s.bodyIdleTimeout ?? base.bodyIdleTimeoutMs,
         failureStatuses: Object.freeze((s.failureStatuses ?? base.failureStatuses).map((r) => Object.freeze({ ...r }))),
-        failureRate: failureRate
-          ? Object.freeze({
-              ratio: failureRate.threshold,
-              minRequests: failureRate.minRequests ?? BUILTIN.minRequests,
-              windowMs: failureRate.window ?? BUILTIN.windowMs,
-            })
-          : undefined,
-        slowCalls: slowCalls
-          ? Object.freeze({
-              durationMs: slowCalls.duration,
-              ratio: slowCalls.threshold,
-              minRequests: slowCalls.minRequests ?? BUILTIN.minRequests,
-              windowMs: slowCalls.window ?? BUILTIN.windowMs,
-            })
-          : undefined,
+        failureRate: failureRate ? Object.freeze(windowRule(failureRate)) : undefined,
+        slowCalls: slowCalls ? Object.freeze({ durationMs: slowCalls.duration, ...windowRule(slowCalls) }) : undefined,
         backoff: backoff
           ? Object.freeze({
               multiplier: backoff.multiplier ?? BUILTIN.backoff.multiplier,
@@ -211,6 +198,15 @@ type LineOf = (path: readonly PropertyKey[]) => number | undefined;
 type RawFallback = { status?: number; headers?: Record<string, string>; body?: string; bodyFile?: string };
 
 /** A fallback answer, its body read from `bodyFile` (relative to the config file) and bounded. */
+/** What `failureRate` and `slowCalls` share: the ratio that trips, over how many outcomes, in what window. */
+function windowRule(rule: { threshold: number; minRequests?: number; window?: number }): {
+  ratio: number;
+  minRequests: number;
+  windowMs: number;
+} {
+  return { ratio: rule.threshold, minRequests: rule.minRequests ?? BUILTIN.minRequests, windowMs: rule.window ?? BUILTIN.windowMs };
+}
+
 function readFallback(
   where: readonly string[],
   raw: RawFallback | undefined,
