@@ -197,7 +197,6 @@ type LineOf = (path: readonly PropertyKey[]) => number | undefined;
 
 type RawFallback = { status?: number; headers?: Record<string, string>; body?: string; bodyFile?: string };
 
-/** A fallback answer, its body read from `bodyFile` (relative to the config file) and bounded. */
 /** What `failureRate` and `slowCalls` share: the ratio that trips, over how many outcomes, in what window. */
 function windowRule(rule: { threshold: number; minRequests?: number; window?: number }): {
   ratio: number;
@@ -207,6 +206,7 @@ function windowRule(rule: { threshold: number; minRequests?: number; window?: nu
   return { ratio: rule.threshold, minRequests: rule.minRequests ?? BUILTIN.minRequests, windowMs: rule.window ?? BUILTIN.windowMs };
 }
 
+/** A fallback answer, its body read from `bodyFile` (relative to the config file) and bounded. */
 function readFallback(
   where: readonly string[],
   raw: RawFallback | undefined,
