@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
-import type { BreakerRegistry } from './breaker/index.js';
+import type { ServiceRegistry } from './upstream/registry.js';
 import { formatDuration } from './config/duration.js';
 import type { ProxyHandler } from './proxy/handler.js';
 
@@ -51,9 +51,9 @@ function prettyAvailable(): boolean {
  * Subscribes the log to breaker and proxy events (docs/observability.md, "Logs"). The phrases `Circuit open for <name>`
  * and `<name> unreachable: ...` are part of the contract: operators grep for them.
  */
-export function attachLogs(log: Logger, registry: BreakerRegistry, handler: ProxyHandler, accessLog: boolean): void {
+export function attachLogs(log: Logger, registry: ServiceRegistry, handler: ProxyHandler, accessLog: boolean): void {
   /** ` (observe)` after the message of a service in observe mode: nothing it logs was enforced. */
-  const observing = (service: string): string => (registry.get(service)?.config.mode === 'observe' ? ' (observe)' : '');
+  const observing = (service: string): string => (registry.get(service)?.config.admission.mode === 'observe' ? ' (observe)' : '');
   registry.on('transition', (t) => {
     const fields = { service: t.service, from: t.from, to: t.to, reason: t.reason, forced: t.forced };
     const o = observing(t.service);
@@ -65,7 +65,8 @@ export function attachLogs(log: Logger, registry: BreakerRegistry, handler: Prox
     const fields = { service: f.service, reason: f.reason, requestId: f.requestId, code: f.code, stale: f.stale || undefined };
     const svc = registry.get(f.service);
     const o = observing(f.service);
-    if (f.reason === 'timeout') log.warn(fields, `${f.service} timed out after ${svc ? formatDuration(svc.config.timeoutMs) : '?'}${o}`);
+    if (f.reason === 'timeout')
+      log.warn(fields, `${f.service} timed out after ${svc ? formatDuration(svc.config.call.timeoutMs) : '?'}${o}`);
     else if (f.reason === 'status') log.warn(fields, `${f.service} answered with failure ${f.detail}${o}`);
     else log.warn(fields, `${f.service} unreachable: ${f.detail}${o}`);
   });

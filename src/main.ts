@@ -1,6 +1,7 @@
 import { formatDuration } from './config/duration.js';
 import { loadConfig, type ConfigOverrides } from './config/load.js';
 import type { Config, ServiceConfig } from './config/types.js';
+import { percent } from './policy/rules.js';
 import { ConfigError, ExitCode } from './errors.js';
 import { createLogger } from './log.js';
 import type { LevelWithSilent } from 'pino';
@@ -57,9 +58,9 @@ export async function serve(opts: ServeOptions): Promise<number> {
       services: [...config.services.values()].map((s) => ({
         name: s.name,
         url: s.url,
-        threshold: s.threshold,
-        cooldown: formatDuration(s.cooldownMs),
-        timeout: formatDuration(s.timeoutMs),
+        threshold: s.circuit.threshold,
+        cooldown: formatDuration(s.circuit.cooldownMs),
+        timeout: formatDuration(s.call.timeoutMs),
       })),
       // Off as shipped (src/runtime.ts): on means this node was started without NODE_FLAGS.
       memoryReducer: memoryReducerOn(),
@@ -117,10 +118,10 @@ export function validate(file: string, overrides: ConfigOverrides): number {
   const rows = [...config.services.values()].map((s) => [
     s.name,
     s.url,
-    String(s.threshold),
-    formatDuration(s.cooldownMs),
-    formatDuration(s.timeoutMs),
-    s.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(',') || '-',
+    String(s.circuit.threshold),
+    formatDuration(s.circuit.cooldownMs),
+    formatDuration(s.call.timeoutMs),
+    s.call.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(',') || '-',
     policySummary(s),
   ]);
   process.stdout.write(
@@ -128,9 +129,10 @@ export function validate(file: string, overrides: ConfigOverrides): number {
   );
   process.stdout.write(table(['SERVICE', 'URL', 'THRESHOLD', 'COOLDOWN', 'TIMEOUT', 'FAILURE STATUSES', 'POLICIES'], rows));
   for (const s of config.services.values()) {
-    if (s.slowCalls && s.slowCalls.durationMs >= s.timeoutMs) {
+    const slowMs = s.call.slowCallMs;
+    if (slowMs !== undefined && slowMs >= s.call.timeoutMs) {
       process.stdout.write(
-        `note: ${s.name}: slowCalls.duration (${formatDuration(s.slowCalls.durationMs)}) >= timeout (${formatDuration(s.timeoutMs)}): the timeout ends a call first, so the slow-call rule never fires\n`,
+        `note: ${s.name}: slowCalls.duration (${formatDuration(slowMs)}) >= timeout (${formatDuration(s.call.timeoutMs)}): the timeout ends a call first, so the slow-call rule never fires\n`,
       );
     }
   }
@@ -138,8 +140,9 @@ export function validate(file: string, overrides: ConfigOverrides): number {
 }
 
 /** The trip and recovery policies of a service in one cell (docs/policies.md); `-` for the default rule alone. */
-function policySummary(s: ServiceConfig): string {
-  const pct = (r: number): string => `${Math.round(r * 1000) / 10}%`;
+function policySummary(svc: ServiceConfig): string {
+  const pct = percent;
+  const s = svc.circuit;
   const parts: string[] = [];
   if (s.failureRate)
     parts.push(`failureRate ${pct(s.failureRate.ratio)} of >=${s.failureRate.minRequests} in ${formatDuration(s.failureRate.windowMs)}`);

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
-import { BreakerRegistry, type ReconcileResult } from './breaker/index.js';
+import { ServiceRegistry, type ReconcileResult } from './upstream/registry.js';
 import type { Config } from './config/types.js';
 import { ConfigError } from './errors.js';
 import { LiveState } from './admin/live.js';
@@ -37,7 +37,7 @@ export interface Addresses {
  * `cli`/`main` own the process (signals, exit codes); this owns sockets.
  */
 export class CircuitProxy {
-  readonly registry: BreakerRegistry;
+  readonly registry: ServiceRegistry;
   readonly handler: ProxyHandler;
   readonly metrics: ProxyMetrics;
   readonly forwarder: Forwarder;
@@ -54,7 +54,7 @@ export class CircuitProxy {
     this.config = config;
     this.options = options;
     this.log = options.log ?? createLogger();
-    this.registry = new BreakerRegistry(config);
+    this.registry = new ServiceRegistry(config);
     this.forwarder = new Forwarder();
     this.handler = new ProxyHandler(this.registry, this.forwarder);
     this.metrics = new ProxyMetrics(this.registry, this.handler, { defaultMetrics: options.defaultMetrics !== false });

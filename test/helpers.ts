@@ -19,7 +19,7 @@ import { parseConfig } from '../src/config/load.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { NODE_FLAGS } from '../src/runtime.js';
 import { CircuitProxy, type ProxyOptions } from '../src/server.js';
-import type { BreakerState } from '../src/breaker/index.js';
+import type { BreakerState } from '../src/circuit/circuit.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = `${ROOT}bin/circuit-proxy.js`;

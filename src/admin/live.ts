@@ -4,7 +4,9 @@
  * 5 minutes, and the `GET /events` streams, bounded.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { BreakerRegistry, BreakerSnapshot, TransitionEvent } from '../breaker/index.js';
+import type { TransitionEvent } from '../circuit/circuit.js';
+import type { ServiceRegistry } from '../upstream/registry.js';
+import type { BreakerSnapshot } from '../upstream/service.js';
 
 /** Transitions kept per service for `/breakers/<name>/history`. */
 export const HISTORY_LENGTH = 100;
@@ -55,7 +57,7 @@ export class LiveState {
   private ticker: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly registry: BreakerRegistry,
+    private readonly registry: ServiceRegistry,
     private readonly counts: Totals,
   ) {
     registry.on('transition', (t) => this.onTransition(t));
@@ -148,8 +150,8 @@ export class LiveState {
     const t = this.counts.totals(name);
     return {
       ...b.snapshot(),
-      nextProbeAt: b.nextProbeAt,
-      queued: b.queued,
+      nextProbeAt: b.circuit.nextProbeAt,
+      queued: b.circuit.queued,
       inFlightNow: b.inFlight,
       rps: s.requests.at(-1) ?? 0,
       errorsPerSecond: s.errors.at(-1) ?? 0,

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { BreakerRegistry } from '../breaker/index.js';
+import type { ServiceRegistry } from '../upstream/registry.js';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ProxyMetrics } from '../metrics/metrics.js';
@@ -9,7 +9,7 @@ import { MAX_STREAMS, type LiveState } from './live.js';
 import { STATUS_PAGE } from './status-page.js';
 
 export interface AdminDeps {
-  readonly registry: BreakerRegistry;
+  readonly registry: ServiceRegistry;
   readonly metrics: ProxyMetrics;
   readonly log: Logger;
   readonly token: string | undefined;
@@ -28,7 +28,7 @@ export function createAdminServer(deps: AdminDeps): Server {
   return createServer((req, res) => {
     handle(deps, req, res).catch((err: unknown) => {
       deps.log.error({ err }, 'admin request failed');
-      if (!res.headersSent) sendProblem(req, res, 500, 'Internal Server Error', 'admin request failed');
+      if (!res.headersSent) sendProblem(req, res, { status: 500, title: 'Internal Server Error', detail: 'admin request failed' });
       else res.destroy();
     });
   });
@@ -56,7 +56,7 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
   if (path === '/events') {
     if (method !== 'GET') return notAllowed(req, res, 'GET');
     if (!deps.live.openStream(req, res)) {
-      return sendProblem(req, res, 503, 'Service Unavailable', `at most ${MAX_STREAMS} event streams at once`, undefined, [
+      return sendProblem(req, res, { status: 503, title: 'Service Unavailable', detail: `at most ${MAX_STREAMS} event streams at once` }, [
         'retry-after',
         '5',
       ]);
@@ -88,7 +88,8 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
     const auth = authorize(req, deps.token);
     if (!auth.ok) return refuse(req, res, auth.status, auth.detail);
     await drain(req);
-    if (!deps.reload) return sendProblem(req, res, 501, 'Not Implemented', 'this proxy was not started from a config file');
+    if (!deps.reload)
+      return sendProblem(req, res, { status: 501, title: 'Not Implemented', detail: 'this proxy was not started from a config file' });
     try {
       const result = deps.reload();
       return json(req, res, 200, { reloaded: true, ...(result as object) });
@@ -110,36 +111,35 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
     const action = m[2];
     if (action === 'history') {
       if (!get) return notAllowed(req, res, 'GET, HEAD');
-      if (!breaker) return sendProblem(req, res, 404, 'Not Found', `unknown service: ${m[1]}`);
+      if (!breaker) return sendProblem(req, res, { status: 404, title: 'Not Found', detail: `unknown service: ${m[1]}` });
       return json(req, res, 200, { name: breaker.name, transitions: deps.live.historyOf(breaker.name) });
     }
     if (action === undefined) {
       if (!get) return notAllowed(req, res, 'GET, HEAD');
-      if (!breaker) return sendProblem(req, res, 404, 'Not Found', `unknown service: ${m[1]}`);
+      if (!breaker) return sendProblem(req, res, { status: 404, title: 'Not Found', detail: `unknown service: ${m[1]}` });
       return json(req, res, 200, breaker.snapshot());
     }
     if (method !== 'POST') return notAllowed(req, res, 'POST');
     const auth = authorize(req, deps.token);
     if (!auth.ok) return refuse(req, res, auth.status, auth.detail);
-    if (!breaker) return sendProblem(req, res, 404, 'Not Found', `unknown service: ${m[1]}`);
+    if (!breaker) return sendProblem(req, res, { status: 404, title: 'Not Found', detail: `unknown service: ${m[1]}` });
     const body = await drain(req);
     const reason = readReason(body) ?? 'operator request';
     const tag = `${reason} (by ${auth.who})`;
-    if (action === 'open') breaker.forceOpen(tag);
-    else breaker.forceClose(tag);
+    if (action === 'open') breaker.circuit.forceOpen(tag);
+    else breaker.circuit.forceClose(tag);
     deps.log.warn(
       { service: breaker.name, action, who: auth.who, reason },
       `Operator forced ${breaker.name} ${action === 'open' ? 'open' : 'closed'}`,
     );
     return json(req, res, 200, breaker.snapshot());
   }
-  sendProblem(
-    req,
-    res,
-    404,
-    'Not Found',
-    'admin endpoints: / (status page) /events /stats /healthz /readyz /metrics /breakers /breakers/<name> /breakers/<name>/history /breakers/<name>/open|close /reload',
-  );
+  sendProblem(req, res, {
+    status: 404,
+    title: 'Not Found',
+    detail:
+      'admin endpoints: / (status page) /events /stats /healthz /readyz /metrics /breakers /breakers/<name> /breakers/<name>/history /breakers/<name>/open|close /reload',
+  });
 }
 
 function json(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
@@ -149,19 +149,12 @@ function json(req: IncomingMessage, res: ServerResponse, status: number, body: u
 }
 
 function notAllowed(req: IncomingMessage, res: ServerResponse, allow: string): void {
-  sendProblem(req, res, 405, 'Method Not Allowed', `use ${allow}`, undefined, ['allow', allow]);
+  sendProblem(req, res, { status: 405, title: 'Method Not Allowed', detail: `use ${allow}` }, ['allow', allow]);
 }
 
 function refuse(req: IncomingMessage, res: ServerResponse, status: 401 | 403, detail: string): void {
-  sendProblem(
-    req,
-    res,
-    status,
-    status === 401 ? 'Unauthorized' : 'Forbidden',
-    detail,
-    undefined,
-    status === 401 ? ['www-authenticate', 'Bearer'] : [],
-  );
+  const title = status === 401 ? 'Unauthorized' : 'Forbidden';
+  sendProblem(req, res, { status, title, detail }, status === 401 ? ['www-authenticate', 'Bearer'] : []);
 }
 
 /** Reads a small request body (the optional `{"reason": "..."}`); more than 4 KiB is cut off. */

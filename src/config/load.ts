@@ -5,10 +5,14 @@ import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { formatDuration } from './duration.js';
 import { expandEnv } from './env.js';
+import { resolveLayers, type Layer } from './resolve.js';
 import { rawConfigSchema } from './schema.js';
 import {
   BUILTIN,
   MAX_FALLBACK_BYTES,
+  type AdmissionPolicy,
+  type CallPolicy,
+  type CircuitPolicy,
   type Config,
   type FallbackResponse,
   type ListenConfig,
@@ -114,62 +118,64 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
   if (problems.length || !parsed.success) throw new ConfigError(dedupe(problems), source);
 
   const data = parsed.data;
-  const d = data.defaults ?? {};
-  // Precedence, lowest to highest: built-in < YAML defaults < env CB_* < the service's own keys.
-  const base = {
-    threshold: envDefaults.threshold ?? d.threshold ?? BUILTIN.threshold,
-    cooldownMs: envDefaults.cooldownMs ?? d.cooldown ?? BUILTIN.cooldownMs,
-    timeoutMs: d.timeout ?? BUILTIN.timeoutMs,
-    bodyIdleTimeoutMs: d.bodyIdleTimeout ?? BUILTIN.bodyIdleTimeoutMs,
-    failureStatuses: d.failureStatuses ?? BUILTIN.failureStatuses,
+  const builtin: Layer<Tuning> = {
+    path: [],
+    values: {
+      threshold: BUILTIN.threshold,
+      cooldown: BUILTIN.cooldownMs,
+      timeout: BUILTIN.timeoutMs,
+      bodyIdleTimeout: BUILTIN.bodyIdleTimeoutMs,
+      failureStatuses: BUILTIN.failureStatuses.map((r) => ({ ...r })),
+      mode: 'enforce',
+    },
   };
+  const defaults: Layer<Tuning> = { path: ['defaults'], values: data.defaults };
+  const fromEnv: Layer<Tuning> = { path: [], values: { threshold: envDefaults.threshold, cooldown: envDefaults.cooldownMs } };
   const services = new Map<string, ServiceConfig>();
   for (const [name, s] of Object.entries(data.services)) {
-    const cooldownMs = s.cooldown ?? base.cooldownMs;
-    const failureRate = s.failureRate ?? d.failureRate;
-    const slowCalls = s.slowCalls ?? d.slowCalls;
-    const backoff = s.backoff ?? d.backoff;
-    const halfOpen = s.halfOpen ?? d.halfOpen;
-    const retryAfter = s.retryAfter ?? d.retryAfter;
-    const backoffMaxMs = backoff ? (backoff.max ?? BUILTIN.backoff.maxMs) : 0;
-    if (backoff && backoffMaxMs < cooldownMs) {
+    const { url, ...own } = s;
+    const r = resolveLayers<Tuning>([builtin, defaults, fromEnv, { path: ['services', name], values: own }]);
+    const v = r.values as Tuning &
+      Required<Pick<Tuning, 'threshold' | 'cooldown' | 'timeout' | 'bodyIdleTimeout' | 'failureStatuses' | 'mode'>>;
+    const backoffMaxMs = v.backoff ? (v.backoff.max ?? BUILTIN.backoff.maxMs) : 0;
+    if (v.backoff && backoffMaxMs < v.cooldown) {
       // Checked after precedence: the cooldown in force may come from env CB_COOLDOWN_SECONDS.
-      const where = s.backoff ? ['services', name, 'backoff', 'max'] : ['defaults', 'backoff', 'max'];
       problems.push(
-        at(where, `must be at least the cooldown of ${name} (${formatDuration(cooldownMs)}), got ${formatDuration(backoffMaxMs)}`, lineOf),
+        at(
+          [...r.where('backoff'), 'max'],
+          `must be at least the cooldown of ${name} (${formatDuration(v.cooldown)}), got ${formatDuration(backoffMaxMs)}`,
+          lineOf,
+        ),
       );
     }
-    services.set(
-      name,
-      Object.freeze({
-        name,
-        url: s.url,
-        target: new URL(s.url),
-        threshold: s.threshold ?? base.threshold,
-        cooldownMs,
-        timeoutMs: s.timeout ?? base.timeoutMs,
-        bodyIdleTimeoutMs: s.bodyIdleTimeout ?? base.bodyIdleTimeoutMs,
-        failureStatuses: Object.freeze((s.failureStatuses ?? base.failureStatuses).map((r) => Object.freeze({ ...r }))),
-        failureRate: failureRate ? Object.freeze(windowRule(failureRate)) : undefined,
-        slowCalls: slowCalls ? Object.freeze({ durationMs: slowCalls.duration, ...windowRule(slowCalls) }) : undefined,
-        backoff: backoff
-          ? Object.freeze({
-              multiplier: backoff.multiplier ?? BUILTIN.backoff.multiplier,
-              maxMs: backoffMaxMs,
-              jitter: backoff.jitter ?? BUILTIN.backoff.jitter,
-            })
-          : undefined,
-        halfOpen: Object.freeze({
-          trials: halfOpen?.trials ?? BUILTIN.halfOpen.trials,
-          queue: halfOpen?.queue ?? BUILTIN.halfOpen.queue,
-          maxWaitMs: halfOpen?.maxWait ?? BUILTIN.halfOpen.maxWaitMs,
-        }),
-        retryAfter: retryAfter?.honor ? Object.freeze({ maxMs: retryAfter.max ?? BUILTIN.retryAfterMaxMs }) : undefined,
-        maxConcurrent: s.maxConcurrent ?? d.maxConcurrent,
-        mode: s.mode ?? d.mode ?? 'enforce',
-        fallback: readFallback(s.fallback ? ['services', name] : ['defaults'], s.fallback ?? d.fallback, source, problems, lineOf),
+    const call: CallPolicy = Object.freeze({
+      timeoutMs: v.timeout,
+      bodyIdleTimeoutMs: v.bodyIdleTimeout,
+      failureStatuses: Object.freeze(v.failureStatuses.map((x) => Object.freeze({ ...x }))),
+      slowCallMs: v.slowCalls?.duration,
+      fallback: readFallback(r.where('fallback'), v.fallback, source, problems, lineOf),
+    });
+    const circuit: CircuitPolicy = Object.freeze({
+      threshold: v.threshold,
+      cooldownMs: v.cooldown,
+      failureRate: v.failureRate ? Object.freeze(windowRule(v.failureRate)) : undefined,
+      slowCalls: v.slowCalls ? Object.freeze({ durationMs: v.slowCalls.duration, ...windowRule(v.slowCalls) }) : undefined,
+      backoff: v.backoff
+        ? Object.freeze({
+            multiplier: v.backoff.multiplier ?? BUILTIN.backoff.multiplier,
+            maxMs: backoffMaxMs,
+            jitter: v.backoff.jitter ?? BUILTIN.backoff.jitter,
+          })
+        : undefined,
+      halfOpen: Object.freeze({
+        trials: v.halfOpen?.trials ?? BUILTIN.halfOpen.trials,
+        queue: v.halfOpen?.queue ?? BUILTIN.halfOpen.queue,
+        maxWaitMs: v.halfOpen?.maxWait ?? BUILTIN.halfOpen.maxWaitMs,
       }),
-    );
+      retryAfter: v.retryAfter?.honor ? Object.freeze({ maxMs: v.retryAfter.max ?? BUILTIN.retryAfterMaxMs }) : undefined,
+    });
+    const admission: AdmissionPolicy = Object.freeze({ maxConcurrent: v.maxConcurrent, mode: v.mode });
+    services.set(name, Object.freeze({ name, url, target: new URL(url), call, circuit, admission }));
   }
   if (problems.length) throw new ConfigError(dedupe(problems), source);
   const listen: ProxyListenConfig = Object.freeze({
@@ -195,6 +201,9 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
 
 type LineOf = (path: readonly PropertyKey[]) => number | undefined;
 
+/** The keys a service and `defaults` share, as parsed (durations in ms). */
+type Tuning = NonNullable<z.infer<typeof rawConfigSchema>['defaults']>;
+
 type RawFallback = { status?: number; headers?: Record<string, string>; body?: string; bodyFile?: string };
 
 /** What `failureRate` and `slowCalls` share: the ratio that trips, over how many outcomes, in what window. */
@@ -208,14 +217,13 @@ function windowRule(rule: { threshold: number; minRequests?: number; window?: nu
 
 /** A fallback answer, its body read from `bodyFile` (relative to the config file) and bounded. */
 function readFallback(
-  where: readonly string[],
+  path: readonly string[],
   raw: RawFallback | undefined,
   source: string | undefined,
   problems: ConfigProblem[],
   lineOf: LineOf,
 ): FallbackResponse | undefined {
   if (raw === undefined) return undefined;
-  const path = [...where, 'fallback'];
   if (raw.body !== undefined && raw.bodyFile !== undefined) {
     problems.push(at([...path, 'bodyFile'], 'body and bodyFile together: set one', lineOf));
     return undefined;

@@ -44,23 +44,30 @@ export interface ClientTimeouts {
   readonly bodyIdleMs: number;
 }
 
-export interface ServiceConfig {
-  /** Service name as used in `/svc/<name>/...`. */
-  readonly name: string;
-  /** Base URL as configured (after `${VAR}` expansion). */
-  readonly url: string;
-  /** Parsed base URL. */
-  readonly target: URL;
-  /** Consecutive failures that open the circuit. Default 3 (env `CB_THRESHOLD`). */
-  readonly threshold: number;
-  /** OPEN -> HALF_OPEN delay in ms. Default 30 000 (env `CB_COOLDOWN_SECONDS`). */
-  readonly cooldownMs: number;
+/**
+ * What a request's call may set (docs/configuration.md): how long it may take, what counts as a
+ * failure, what an open circuit answers. A change of these alone keeps the circuit's state on
+ * reload; per-route overrides (later) are of these keys only.
+ */
+export interface CallPolicy {
   /** No response headers within this many ms after the request was sent = failure (504). Default 5 000. */
   readonly timeoutMs: number;
   /** A response body that stalls this many ms between chunks is cut and counted as `reset`. Default 30 000. */
   readonly bodyIdleTimeoutMs: number;
   /** Upstream statuses counted as failures. Default 500-599. */
   readonly failureStatuses: readonly StatusRange[];
+  /** `slowCalls.duration`: no response headers this long = a slow call, in ms; off unless `slowCalls` is set. */
+  readonly slowCallMs: number | undefined;
+  /** What an open circuit answers instead of the 503 problem; off unless set. */
+  readonly fallback: FallbackResponse | undefined;
+}
+
+/** What shapes a service's circuit: a change of any of these gives the service a fresh circuit on reload. */
+export interface CircuitPolicy {
+  /** Consecutive failures that open the circuit. Default 3 (env `CB_THRESHOLD`). */
+  readonly threshold: number;
+  /** OPEN -> HALF_OPEN delay in ms. Default 30 000 (env `CB_COOLDOWN_SECONDS`). */
+  readonly cooldownMs: number;
   /** Open on a failure ratio over a window; off unless set. */
   readonly failureRate: FailureRateRule | undefined;
   /** Open on a ratio of slow calls over a window; off unless set. */
@@ -70,12 +77,27 @@ export interface ServiceConfig {
   readonly halfOpen: HalfOpenRule;
   /** Honour an upstream's Retry-After; off unless set. */
   readonly retryAfter: RetryAfterRule | undefined;
-  /** Bulkhead: requests in flight at once; off unless set (docs/load-shedding.md). */
+}
+
+/** Who is let through besides the circuit's say (docs/load-shedding.md); a change keeps the circuit's state. */
+export interface AdmissionPolicy {
+  /** Bulkhead: requests in flight at once; off unless set. */
   readonly maxConcurrent: number | undefined;
   /** `observe`: nothing is rejected, what would have been is counted. Default `enforce`. */
   readonly mode: 'enforce' | 'observe';
-  /** What an open circuit answers instead of the 503 problem; off unless set. */
-  readonly fallback: FallbackResponse | undefined;
+}
+
+/** One configured service, resolved: its address and its policies, split by owner. */
+export interface ServiceConfig {
+  /** Service name as used in `/svc/<name>/...`. */
+  readonly name: string;
+  /** Base URL as configured (after `${VAR}` expansion). */
+  readonly url: string;
+  /** Parsed base URL. */
+  readonly target: URL;
+  readonly call: CallPolicy;
+  readonly circuit: CircuitPolicy;
+  readonly admission: AdmissionPolicy;
 }
 
 /** A configured fallback answer, read and checked at load. */
@@ -124,21 +146,9 @@ export function isFailureStatus(ranges: readonly StatusRange[], status: number):
 }
 
 /**
- * Settings that, when changed by a reload, give a service a fresh breaker. `mode`, `fallback` and
- * `maxConcurrent` are not among them: changing only those keeps the breaker's state.
+ * Whether a reload must give the service a fresh circuit: its address or its circuit policy
+ * changed. Call and admission policies apply to the next request and keep the circuit's state.
  */
-export function serviceFingerprint(s: ServiceConfig): string {
-  return JSON.stringify([
-    s.url,
-    s.threshold,
-    s.cooldownMs,
-    s.timeoutMs,
-    s.bodyIdleTimeoutMs,
-    s.failureStatuses,
-    s.failureRate,
-    s.slowCalls,
-    s.backoff,
-    s.halfOpen,
-    s.retryAfter,
-  ]);
+export function keepsCircuit(a: ServiceConfig, b: ServiceConfig): boolean {
+  return a.url === b.url && JSON.stringify(a.circuit) === JSON.stringify(b.circuit);
 }

@@ -1,13 +1,9 @@
 import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
-import {
-  FAILURE_REASONS,
-  STATE_VALUE,
-  type BreakerRegistry,
-  type BreakerState,
-  type ServiceBreaker,
-  type WindowSnapshot,
-} from '../breaker/index.js';
-import type { Completed } from '../proxy/exchange.js';
+import { STATE_VALUE, type BreakerState, type Circuit, type WindowSnapshot } from '../circuit/circuit.js';
+import { FAILURE_REASONS } from '../outcome.js';
+import type { Completed } from '../proxy/call.js';
+import type { ServiceRegistry } from '../upstream/registry.js';
+import type { Service } from '../upstream/service.js';
 import type { ProxyHandler, WouldRejectReason } from '../proxy/handler.js';
 import { LabelCache, NO_LABELS, registerFamily, SampledFamily, type Emit, type Labels } from './family.js';
 import { LatencyHistogram, type LatencyCell } from './latency.js';
@@ -31,7 +27,7 @@ const TRANSITION_LABELS = new Map(TRANSITIONS.map(([from, to]) => [`${from}>${to
  * {@link SampledFamily} readers when scraped.
  */
 interface ServiceSeries {
-  readonly breaker: ServiceBreaker;
+  readonly service: Service;
   /** `{ service }`, one object for the series' lifetime (prom-client caches its text by identity). */
   readonly labels: Labels;
   /** Requests by status code. */
@@ -65,7 +61,7 @@ export class ProxyMetrics {
   private readonly duration: LatencyHistogram;
   private readonly unrouted: Counter<'code'>;
 
-  constructor(breakers: BreakerRegistry, proxy: ProxyHandler, opts: { defaultMetrics?: boolean } = {}) {
+  constructor(breakers: ServiceRegistry, proxy: ProxyHandler, opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     const series = this.series;
     const family = (name: string, help: string, type: 'counter' | 'gauge', read: (emit: Emit) => void, zero?: () => void) =>
@@ -84,8 +80,8 @@ export class ProxyMetrics {
         },
         zero,
       );
-    const gauge = (name: string, help: string, value: (b: ServiceBreaker) => number) =>
-      perService(name, help, 'gauge', (s) => value(s.breaker));
+    const gauge = (name: string, help: string, value: (c: Circuit) => number) =>
+      perService(name, help, 'gauge', (s) => value(s.service.circuit));
     /** A per-service counter kept in the series' own field. */
     const counter = (name: string, help: string, field: 'opens' | 'rejected' | 'shed') =>
       perService(
@@ -114,7 +110,7 @@ export class ProxyMetrics {
     const windowGauge = (name: string, help: string, value: (w: WindowSnapshot) => number | null) =>
       family(name, help, 'gauge', (emit) => {
         for (const s of series.values()) {
-          const w = s.breaker.windowSnapshot();
+          const w = s.service.circuit.windowSnapshot();
           const v = w === null ? null : value(w);
           if (v !== null) emit(v, NO_LABELS, s.labels);
         }
@@ -132,7 +128,12 @@ export class ProxyMetrics {
     );
     counter('circuit_breaker_open_total', 'Times the circuit opened.', 'opens');
     counter('circuit_breaker_rejected_total', 'Requests answered without contacting the upstream (503 or the fallback).', 'rejected');
-    gauge('proxy_in_flight', 'Requests forwarded to the upstream and not yet ended (the bulkhead counts these).', (b) => b.inFlight);
+    perService(
+      'proxy_in_flight',
+      'Requests forwarded to the upstream and not yet ended (the bulkhead counts these).',
+      'gauge',
+      (s) => s.service.inFlight,
+    );
     counter('proxy_bulkhead_rejected_total', 'Requests answered 503 because maxConcurrent were in flight.', 'shed');
     family(
       'circuit_breaker_would_reject_total',
@@ -244,13 +245,13 @@ export class ProxyMetrics {
     else if (c.outcome === 'shed') s.shed += 1;
   }
 
-  private add(breaker: ServiceBreaker): void {
-    const name = breaker.name;
+  private add(service: Service): void {
+    const name = service.name;
     this.remove(name);
     const latency = this.duration.create(name);
     const transitions = new Map([...TRANSITION_LABELS].map(([key, labels]) => [key, { labels, count: 0 }]));
     this.series.set(name, {
-      breaker,
+      service,
       labels: latency.labels,
       codes: new Map(INITIAL_CODES.map((code) => [code, 0])),
       latency,

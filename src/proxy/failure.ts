@@ -1,4 +1,4 @@
-import type { FailureReason } from '../breaker/service-breaker.js';
+import type { FailureReason } from '../outcome.js';
 
 /** What went wrong with an exchange, as the breaker and the client see it. */
 export interface Classified {
@@ -36,18 +36,4 @@ export function classifyUpstreamError(err: NodeJS.ErrnoException): Classified {
     return { reason: 'connect', cause: what };
   }
   return { reason: 'reset', cause: `connection reset before response (${code || err.message})` };
-}
-
-/** HTTP status the proxy answers with for a failure it detected itself (docs/behaviour.md). */
-export function statusForFailure(reason: FailureReason | 'open'): 502 | 503 | 504 {
-  switch (reason) {
-    case 'open':
-      return 503;
-    case 'timeout':
-      return 504;
-    case 'connect':
-    case 'reset':
-    case 'status':
-      return 502;
-  }
 }

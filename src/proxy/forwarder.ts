@@ -28,6 +28,17 @@ export interface ForwardSink {
   onUpstreamError(err: NodeJS.ErrnoException): void;
 }
 
+/** What goes upstream: the client's request (headers already as the upstream must see them), to which service, at what path. */
+export interface UpstreamRequest {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly config: ServiceConfig;
+  /** Base path + rest + query, exactly as the upstream must see it. */
+  readonly path: string;
+  /** The client sent a body (otherwise the upstream request is just ended). */
+  readonly hasBody: boolean;
+}
+
 /**
  * The request body as http-proxy's `buffer` option ("a stream to send as the request body", of
  * which it only calls `pipe(proxyReq)`, once, synchronously). That call does nothing here: the
@@ -125,16 +136,13 @@ export class Forwarder {
     this.https = new HttpsAgent(agentOptions);
   }
 
-  /**
-   * Forwards `req` to `service` at exactly `path` (base path + rest + query). `req.headers` must
-   * already be what goes upstream. Everything that happens to the upstream exchange is reported
-   * to `sink`.
-   */
-  forward(req: IncomingMessage, res: ServerResponse, service: ServiceConfig, path: string, hasBody: boolean, sink: ForwardSink): void {
-    const r = this.route(service);
+  /** Forwards `u.req` as `u` says; everything that happens to the upstream exchange is reported to `sink`. */
+  forward(u: UpstreamRequest, sink: ForwardSink): void {
+    const { req, res } = u;
+    const r = this.route(u.config);
     req.headers.host = r.host;
     (res as WithSink)[SINK] = sink;
-    const body = new DeferredBody(req, path, hasBody, req.headers['transfer-encoding'] !== undefined);
+    const body = new DeferredBody(req, u.path, u.hasBody, req.headers['transfer-encoding'] !== undefined);
     r.proxy.web(req, res, { buffer: body as unknown as Stream });
   }
 

@@ -1,17 +1,18 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { QUEUED, REJECTED, SHADOW, type BreakerRegistry, type ServiceBreaker } from '../breaker/index.js';
+import type { Admission, WouldRejectReason } from '../admission/chain.js';
 import type { ServiceConfig } from '../config/types.js';
-import { CLIENT_CLOSED, Exchange, type Completed, type ExchangeOwner, type Outcome } from './exchange.js';
+import type { Service } from '../upstream/service.js';
+import type { ServiceRegistry } from '../upstream/registry.js';
+import { Call, CLIENT_CLOSED, type CallOwner, type Completed, type Outcome } from './call.js';
 import type { Forwarder } from './forwarder.js';
-import { clientRequestId, hasBody, MAX_HEADERS, prepareRequestHeaders } from './headers.js';
-import { FallbackAnswer, OpenCircuitResponse, sendProblem, ShedResponse, type CannedResponse } from './problem.js';
+import { clientRequestId, MAX_HEADERS } from './headers.js';
+import { FallbackAnswer, OpenCircuitResponse, sendProblem, ShedResponse, type CannedResponse, type Problem } from './problem.js';
 import { newRequestId } from './request-id.js';
-import { route, upstreamPath } from './router.js';
+import { route } from './router.js';
 
-/** Why enforce mode would have rejected a request that observe mode forwarded. */
-export type WouldRejectReason = 'open' | 'half_open' | 'bulkhead';
+export type { WouldRejectReason };
 
 export interface ProxyEvents {
   completed: [Completed];
@@ -25,12 +26,11 @@ export interface ProxyEvents {
 const DEFAULT_CLIENT_BODY_IDLE_MS = 30_000;
 
 /**
- * The proxy's request handler: route, admit through the service's breaker, forward, settle.
- * Emits `completed` for metrics and access logs; never imports them (docs/architecture.md).
+ * The proxy's request handler: route, admit through the service's admission chain, hand the
+ * admitted request to a {@link Call}. Emits `completed` for metrics and access logs; never
+ * imports them (docs/architecture.md).
  */
-export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeOwner {
-  private readonly registry: BreakerRegistry;
-  private readonly forwarder: Forwarder;
+export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner {
   /** Each service's canned rejection: the 503 problem, or its fallback. By config: a reload may change it. */
   private readonly rejections = new WeakMap<ServiceConfig, CannedResponse>();
   /** Each service's last bulkhead 503 (its detail names the count, which is maxConcurrent but after a reload). */
@@ -39,14 +39,19 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
   draining = false;
   clientBodyIdleMs = DEFAULT_CLIENT_BODY_IDLE_MS;
 
-  constructor(registry: BreakerRegistry, forwarder: Forwarder) {
+  constructor(
+    private readonly registry: ServiceRegistry,
+    readonly forwarder: Forwarder,
+  ) {
     super();
-    this.registry = registry;
-    this.forwarder = forwarder;
   }
 
   completed(record: Completed): void {
     this.emit('completed', record);
+  }
+
+  wouldReject(service: string, reason: WouldRejectReason): void {
+    this.emit('wouldReject', service, reason);
   }
 
   /** The proxy listener's request handler. */
@@ -56,69 +61,39 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
     if (req.rawHeaders.length > MAX_HEADERS * 2) {
       // Past Node's count limit, headers (Content-Length among them) would be dropped unseen.
       res.shouldKeepAlive = false;
-      sendProblem(req, res, 431, 'Request Header Fields Too Large', `more than ${MAX_HEADERS} request headers`, undefined, [
-        'x-request-id',
-        requestId,
-      ]);
-      this.emit('unrouted', 431, req);
+      this.unrouted(req, res, requestId, {
+        status: 431,
+        title: 'Request Header Fields Too Large',
+        detail: `more than ${MAX_HEADERS} request headers`,
+      });
       return;
     }
     const r = route(req.url ?? '');
     if (!r.ok) {
-      sendProblem(req, res, r.status, r.title, r.detail, undefined, ['x-request-id', requestId]);
-      this.emit('unrouted', r.status, req);
+      this.unrouted(req, res, requestId, r);
       return;
     }
-    const breaker = this.registry.get(r.name);
-    if (breaker === undefined) {
-      sendProblem(req, res, 404, 'Not Found', `unknown service: ${r.name}`, undefined, ['x-request-id', requestId]);
-      this.emit('unrouted', 404, req);
+    const service = this.registry.get(r.name);
+    if (service === undefined) {
+      this.unrouted(req, res, requestId, { status: 404, title: 'Not Found', detail: `unknown service: ${r.name}` });
       return;
     }
-    const started = performance.now();
-    let ticket = breaker.admit();
-    if (ticket === REJECTED || ticket === QUEUED) {
-      if (breaker.config.mode === 'enforce') {
-        if (ticket === REJECTED) this.reject(req, res, breaker, requestId, started);
-        else this.queue(req, res, breaker, requestId, started, r.rest, r.query);
-        return;
-      }
-      // Observe: forwarded all the same, its outcome ignored by the breaker (docs/load-shedding.md).
-      this.emit('wouldReject', breaker.name, breaker.state === 'half_open' ? 'half_open' : 'open');
-      ticket = SHADOW;
-    }
-    this.forward(req, res, breaker, ticket, requestId, started, r.rest, r.query);
+    const call = new Call(this, service, req, res);
+    call.requestId = requestId;
+    call.rest = r.rest;
+    call.query = r.query;
+    this.admitted(call, service, call.chain.admit(call));
   };
 
-  private forward(
-    req: IncomingMessage,
-    res: ServerResponse,
-    breaker: ServiceBreaker,
-    ticket: number,
-    requestId: string,
-    started: number,
-    rest: string,
-    query: string,
-  ): void {
-    const svc = breaker.config;
-    const max = svc.maxConcurrent;
-    if (max !== undefined && breaker.inFlight >= max) {
-      if (svc.mode === 'enforce') {
-        breaker.abandon(ticket); // a half-open trial's slot goes back
-        this.shed(req, res, breaker, max, requestId, started);
-        return;
-      }
-      this.emit('wouldReject', breaker.name, 'bulkhead');
-    }
-    prepareRequestHeaders(req.headers, requestId, req.socket.remoteAddress);
-    const body = hasBody(req.headers);
-    const exchange = new Exchange(this, req, res, breaker, ticket, requestId, started, body);
-    try {
-      this.forwarder.forward(req, res, svc, upstreamPath(svc.target.pathname, rest, query), body, exchange);
-    } catch (err) {
-      // Node refused to build the upstream request (e.g. a header value it will not send):
-      // the client's fault, not the upstream's, so the breaker is not told.
-      exchange.refuse(err as NodeJS.ErrnoException);
+  /** What admission decided, acted on: forward, answer for the gate that rejected, or wait in its queue. */
+  private admitted(call: Call, service: Service, a: Admission): void {
+    switch (a.kind) {
+      case 'admitted':
+        return call.forward();
+      case 'rejected':
+        return a.by === 'circuit' ? this.reject(call) : this.shed(call, service);
+      case 'queued':
+        return this.queue(call, service, a.at);
     }
   }
 
@@ -126,62 +101,66 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements ExchangeO
    * Half-open with every trial slot taken and room in `halfOpen.queue`: the caller waits for the
    * verdict (docs/policies.md). A client that leaves meanwhile is withdrawn.
    */
-  private queue(
-    req: IncomingMessage,
-    res: ServerResponse,
-    breaker: ServiceBreaker,
-    requestId: string,
-    started: number,
-    rest: string,
-    query: string,
-  ): void {
+  private queue(call: Call, service: Service, at: number): void {
+    const res = call.res;
     const onClose = (): void => {
       withdraw();
-      this.answered(req, breaker.name, CLIENT_CLOSED, 'abandoned', requestId, started);
+      this.answered(call, CLIENT_CLOSED, 'abandoned');
     };
-    const withdraw = breaker.enqueue((ticket) => {
+    const withdraw = call.chain.wait(call, at, (a) => {
       res.off('close', onClose);
-      if (res.destroyed) this.answered(req, breaker.name, CLIENT_CLOSED, 'abandoned', requestId, started);
-      else if (ticket === REJECTED) this.reject(req, res, breaker, requestId, started);
-      else this.forward(req, res, breaker, ticket, requestId, started, rest, query);
+      if (res.destroyed) {
+        if (a.kind === 'admitted') call.chain.release(call);
+        this.answered(call, CLIENT_CLOSED, 'abandoned');
+      } else this.admitted(call, service, a);
     });
     res.on('close', onClose);
   }
 
   /** The open circuit's answer: the 503 problem with Retry-After, or the service's fallback. */
-  private reject(req: IncomingMessage, res: ServerResponse, breaker: ServiceBreaker, requestId: string, started: number): void {
-    const svc = breaker.config;
+  private reject(call: Call): void {
+    const svc = call.config;
     let canned = this.rejections.get(svc);
     if (canned === undefined) {
-      canned = svc.fallback ? new FallbackAnswer(svc.name, svc.fallback) : new OpenCircuitResponse(svc.name);
+      const fallback = svc.call.fallback;
+      canned = fallback ? new FallbackAnswer(svc.name, fallback) : new OpenCircuitResponse(svc.name);
       this.rejections.set(svc, canned);
     }
-    canned.send(req, res, breaker.retryAfterSeconds(), requestId);
-    this.answered(req, svc.name, canned.status, 'rejected', requestId, started);
+    canned.send(call.req, call.res, call.circuit.retryAfterSeconds(), call.requestId);
+    this.answered(call, canned.status, 'rejected');
   }
 
-  /** The bulkhead is full: 503 at once, never a breaker failure; a fallback does not replace it. */
-  private shed(req: IncomingMessage, res: ServerResponse, breaker: ServiceBreaker, max: number, requestId: string, started: number): void {
-    const name = breaker.name;
-    let canned = this.sheds.get(breaker.config);
-    if (canned === undefined || canned.inFlight !== breaker.inFlight || canned.maxConcurrent !== max) {
-      canned = new ShedResponse(name, breaker.inFlight, max);
-      this.sheds.set(breaker.config, canned);
+  /** The bulkhead is full: 503 at once, never a circuit failure; a fallback does not replace it. */
+  private shed(call: Call, service: Service): void {
+    const svc = call.config;
+    const inFlight = service.inFlight;
+    const max = service.bulkhead.max ?? 0;
+    let canned = this.sheds.get(svc);
+    if (canned === undefined || canned.inFlight !== inFlight || canned.maxConcurrent !== max) {
+      canned = new ShedResponse(svc.name, inFlight, max);
+      this.sheds.set(svc, canned);
     }
-    canned.send(req, res, 1, requestId);
-    this.answered(req, name, 503, 'shed', requestId, started);
+    canned.send(call.req, call.res, 1, call.requestId);
+    this.answered(call, 503, 'shed');
   }
 
   /** The `completed` record of a request that was not forwarded (rejected, shed, or left while queued). */
-  private answered(req: IncomingMessage, service: string, status: number, outcome: Outcome, requestId: string, started: number): void {
+  private answered(call: Call, status: number, outcome: Outcome): void {
+    const req = call.req;
     this.emit('completed', {
-      service,
+      service: call.config.name,
       status,
       outcome,
-      durationSeconds: (performance.now() - started) / 1000,
+      durationSeconds: (performance.now() - call.started) / 1000,
       method: req.method ?? '',
       path: req.url ?? '',
-      requestId,
+      requestId: call.requestId,
     });
+  }
+
+  /** A request that named no configured service (400/404/414/431): a problem, no per-service series. */
+  private unrouted(req: IncomingMessage, res: ServerResponse, requestId: string, p: Problem): void {
+    sendProblem(req, res, p, ['x-request-id', requestId]);
+    this.emit('unrouted', p.status, req);
   }
 }

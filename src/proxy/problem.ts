@@ -92,16 +92,16 @@ export class ShedResponse extends CannedProblem {
   }
 }
 
-export function sendProblem(
-  req: IncomingMessage,
-  res: ServerResponse,
-  status: number,
-  title: string,
-  detail: string,
-  service?: string,
-  extra: readonly string[] = [],
-): void {
-  sendProblemBody(req, res, status, problemBody(status, title, detail, service), extra);
+/** What a problem+json answer says (RFC 9457); `service` where it is about one. */
+export interface Problem {
+  readonly status: number;
+  readonly title: string;
+  readonly detail: string;
+  readonly service?: string | undefined;
+}
+
+export function sendProblem(req: IncomingMessage, res: ServerResponse, p: Problem, extra: readonly string[] = []): void {
+  sendProblemBody(req, res, p.status, problemBody(p.status, p.title, p.detail, p.service), extra);
 }
 
 /**

@@ -66,11 +66,11 @@ describe('breaker semantics (docs/behaviour.md), real sockets', () => {
   });
   beforeEach(() => {
     up.mode = 'ok';
-    p.proxy.registry.get('product')!.forceClose('test reset');
+    p.proxy.registry.get('product')!.circuit.forceClose('test reset');
   });
 
   const state = (): string => p.proxy.registry.get('product')!.state;
-  const failures = (): number => p.proxy.registry.get('product')!.consecutiveFailures;
+  const failures = (): number => p.proxy.registry.get('product')!.circuit.consecutiveFailures;
 
   test('3 consecutive failures open the circuit; then 503 at once, with Retry-After, and zero upstream connections', async () => {
     up.mode = 'fail500';

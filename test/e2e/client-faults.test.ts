@@ -66,7 +66,7 @@ describe('stalled request bodies are the client fault: 408, the circuit stays cl
     }
     const b = p.proxy.registry.get('product')!;
     assert.equal(b.state, 'closed');
-    assert.equal(b.consecutiveFailures, 0);
+    assert.equal(b.circuit.consecutiveFailures, 0);
     assert.equal(p.logs.find((l) => l.level === 40).length, 0, 'no upstream failure logged');
     const ok = await request(p.port, '/svc/product/after', { method: 'POST', body: 'x' });
     assert.equal(ok.status, 200);
@@ -108,7 +108,7 @@ describe('a body cut short by the upstream resets the client connection', () => 
       const r = await readAll(s);
       assert.match(r.text, /^HTTP\/1\.1 200 /);
       assert.equal(r.error, 'ECONNRESET');
-      assert.equal(p.proxy.registry.get('product')!.consecutiveFailures > 0, true, 'counted against the upstream');
+      assert.equal(p.proxy.registry.get('product')!.circuit.consecutiveFailures > 0, true, 'counted against the upstream');
     });
   }
 });
@@ -183,6 +183,6 @@ describe('the configured timeout holds on a reused connection whatever the upstr
     assert.equal(up.connections, connections, 'the second request reused the connection');
     assert.equal(r.status, 200);
     assert.equal(r.body, 'slow');
-    assert.equal(p.proxy.registry.get('product')!.consecutiveFailures, 0);
+    assert.equal(p.proxy.registry.get('product')!.circuit.consecutiveFailures, 0);
   });
 });

@@ -105,8 +105,8 @@ describe('event stream and history', () => {
     const heapBefore = process.memoryUsage().heapUsed;
     const reason = 'x'.repeat(4000);
     for (let i = 0; i < 200; i++) {
-      p.proxy.registry.get('product')!.forceOpen(`${reason} ${i}`);
-      p.proxy.registry.get('product')!.forceClose(`${reason} ${i}`);
+      p.proxy.registry.get('product')!.circuit.forceOpen(`${reason} ${i}`);
+      p.proxy.registry.get('product')!.circuit.forceClose(`${reason} ${i}`);
       if (i % 20 === 0) await new Promise((r) => setImmediate(r));
     }
     await until(() => p.proxy.live.streamCount === 0, 'the slow consumer dropped', 5000);

@@ -75,21 +75,21 @@ describe('fault injection', () => {
     await up.close();
   });
   const b = () => p.proxy.registry.get('product')!;
-  const reset = () => b().forceClose('test');
+  const reset = () => b().circuit.forceClose('test');
 
   test('accepts then resets before headers -> 502 reset', async () => {
     reset();
     const r = await request(p.port, '/svc/product/reset-before-headers');
     assert.equal(r.status, 502);
     assert.match(json(r).detail, /^product unreachable: connection reset before response/);
-    assert.equal(b().consecutiveFailures, 1);
+    assert.equal(b().circuit.consecutiveFailures, 1);
   });
 
   for (const kind of ['chunked', 'length']) {
     test(`resets mid-body (${kind}) -> the client is cut, failure counted`, async () => {
       reset();
       await assert.rejects(request(p.port, `/svc/product/reset-mid-${kind}`));
-      assert.equal(b().consecutiveFailures, 1);
+      assert.equal(b().circuit.consecutiveFailures, 1);
     });
   }
 
@@ -115,7 +115,7 @@ describe('fault injection', () => {
     const r = await request(p.port, '/svc/product/trickle');
     assert.equal(r.status, 200);
     assert.equal(r.body, 'chunk0\nchunk1\nchunk2\nchunk3\nchunk4\nchunk5\n');
-    assert.equal(b().consecutiveFailures, 0);
+    assert.equal(b().circuit.consecutiveFailures, 0);
   });
 
   test('pauses in a body longer than the header timeout but within bodyIdleTimeout are not cut', async () => {
@@ -124,7 +124,7 @@ describe('fault injection', () => {
       const r = await request(q.port, '/svc/product/pauses');
       assert.equal(r.status, 200);
       assert.equal(r.body, 'abc');
-      assert.equal(q.proxy.registry.get('product')!.consecutiveFailures, 0);
+      assert.equal(q.proxy.registry.get('product')!.circuit.consecutiveFailures, 0);
     } finally {
       await q.close();
     }
@@ -136,7 +136,7 @@ describe('fault injection', () => {
       const started = performance.now();
       await assert.rejects(request(q.port, '/svc/product/stall'));
       assert.ok(performance.now() - started < 1500, 'cut at the body idle timeout, not the header timeout');
-      assert.equal(q.proxy.registry.get('product')!.consecutiveFailures, 1);
+      assert.equal(q.proxy.registry.get('product')!.circuit.consecutiveFailures, 1);
     } finally {
       await q.close();
     }
@@ -147,7 +147,7 @@ describe('fault injection', () => {
     const started = performance.now();
     await assert.rejects(request(p.port, '/svc/product/stall'));
     assert.ok(performance.now() - started >= 290, 'not before the idle timeout');
-    assert.equal(b().consecutiveFailures, 1);
+    assert.equal(b().circuit.consecutiveFailures, 1);
     assert.ok(p.logs.find((l) => typeof l.msg === 'string' && l.msg.includes('response body stalled for 300ms')).length >= 1);
   });
 
@@ -348,7 +348,7 @@ describe('a client that reads slowly', () => {
       await once(res, 'end');
       assert.equal(received, TOTAL);
       assert.equal(wrong, 0);
-      assert.equal(p.proxy.registry.get('product')!.consecutiveFailures, 0);
+      assert.equal(p.proxy.registry.get('product')!.circuit.consecutiveFailures, 0);
       assert.equal(p.logs.find((l) => (l.level as number) >= 40).length, 0, 'no failure logged');
     } finally {
       await p.close();

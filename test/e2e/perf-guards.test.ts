@@ -22,7 +22,7 @@ test('the open path constructs no Error (and contacts no upstream) for 500 rejec
   });
   const p = await startProxy(`services:\n  product:\n    url: ${up.url}\n`);
   const agent = new Agent({ keepAlive: true, maxSockets: 4 });
-  p.proxy.registry.get('product')!.forceOpen('perf guard');
+  p.proxy.registry.get('product')!.circuit.forceOpen('perf guard');
   await get(p.port, '/svc/product/warm', agent); // first use allocates caches; not counted
   const requestsBefore = up.requests;
   try {

@@ -99,13 +99,13 @@ describe('bulkhead', () => {
     );
     const first = request(p.port, '/svc/product/a');
     await until(() => held.length === 1, 'the first request at the upstream');
-    const old = p.proxy.registry.get('product')!;
+    const old = p.proxy.registry.get('product')!.circuit;
     const result = p.proxy.reload(
       parseConfig(`listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml(up.url, 5)}`, {}),
     );
     assert.deepEqual(result.changed, ['product']);
     const fresh = p.proxy.registry.get('product')!;
-    assert.notEqual(fresh, old, 'a fresh breaker (threshold changed)');
+    assert.notEqual(fresh.circuit, old, 'a fresh circuit (threshold changed)');
     assert.equal(fresh.inFlight, 1, 'the request on the old breaker counts');
     const r = await request(p.port, '/svc/product/b');
     assert.equal(r.status, 503, 'maxConcurrent 1 holds across the reload');
@@ -162,7 +162,7 @@ describe('observe mode', () => {
       parseConfig(`listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yaml(up.url, 'enforce')}`, {}),
     );
     assert.deepEqual(result.unchanged, ['product']);
-    assert.equal(p.proxy.registry.get('product'), breaker, 'the same breaker, its state kept');
+    assert.equal(p.proxy.registry.get('product')!.circuit, breaker.circuit, 'the same circuit, its state kept');
     assert.equal(breaker.state, 'open');
     const r = await request(p.port, '/svc/product/x');
     assert.equal(r.status, 503);

@@ -6,19 +6,20 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
 import CircuitBreaker from 'opossum';
-import { QUEUED, REJECTED, ServiceBreaker, type BreakerEvents, type TransitionEvent } from '../../src/breaker/service-breaker.js';
+import { QUEUED, REJECTED, type BreakerEvents, type TransitionEvent } from '../../src/circuit/circuit.js';
+import { TestCircuit } from '../circuit-helper.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { type ConfigError } from '../../src/errors.js';
 
-function make(extra: string, random = () => 0.5): { b: ServiceBreaker; transitions: TransitionEvent[] } {
+function make(extra: string, random = () => 0.5): { b: TestCircuit; transitions: TransitionEvent[] } {
   const cfg = parseConfig(`services:\n  product:\n    url: http://p:1\n    cooldown: 1s\n${extra}`, {});
   const events = new EventEmitter<BreakerEvents>();
   const transitions: TransitionEvent[] = [];
   events.on('transition', (t) => transitions.push(t));
-  const b = new ServiceBreaker(cfg.services.get('product')!, events, new EventEmitter(), () => Date.now(), random);
+  const b = new TestCircuit(cfg.services.get('product')!, events, new EventEmitter(), () => Date.now(), random);
   return { b, transitions };
 }
 
@@ -44,8 +45,8 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('failure rate: no trip below minRequests; trips at the threshold with the rule and its numbers', () => {
     const { b, transitions } = make('    threshold: 1000\n    failureRate: { threshold: 50%, minRequests: 4, window: 10s }\n');
-    b.failure(b.admit(), 'status', 'status 500');
-    b.failure(b.admit(), 'status', 'status 500');
+    b.fail(b.admit(), 'status', 'status 500');
+    b.fail(b.admit(), 'status', 'status 500');
     b.success(b.admit());
     assert.equal(b.state, 'closed', '3 outcomes < minRequests 4');
     b.success(b.admit());
@@ -57,7 +58,7 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('failure rate: outcomes older than the window no longer count', () => {
     const { b } = make('    threshold: 1000\n    failureRate: { threshold: 50%, minRequests: 2, window: 2s }\n');
-    b.failure(b.admit(), 'status', 'status 500');
+    b.fail(b.admit(), 'status', 'status 500');
     mock.timers.tick(3000);
     b.success(b.admit());
     b.success(b.admit());
@@ -72,7 +73,7 @@ describe('trip and recovery policies (mock timers)', () => {
     const t2 = b.admit();
     b.slow(t1);
     assert.equal(b.state, 'closed');
-    b.failure(t1, 'timeout', 'no response headers within 5s', undefined, undefined, true);
+    b.fail(t1, 'timeout', 'no response headers within 5s', undefined, undefined, true);
     assert.deepEqual(b.snapshot().window, { requests: 1, failureRate: null, slowCallRate: 1 }, 'the late failure is no second request');
     b.slow(t2);
     assert.equal(b.state, 'open', 'tripped while t2 is still in flight');
@@ -84,17 +85,17 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('backoff: each re-opening after a failed trial lengthens the cooldown 1x, 2x, 4x, capped; a close resets it', () => {
     const { b, transitions } = make('    threshold: 1\n    backoff: { multiplier: 2, max: 3s }\n');
-    b.failure(b.admit(), 'connect', 'connect ECONNREFUSED');
+    b.fail(b.admit(), 'connect', 'connect ECONNREFUSED');
     assert.equal(b.snapshot().cooldownMs, 1000);
     mock.timers.tick(1000);
     assert.equal(b.state, 'half_open');
-    b.failure(b.admit(), 'status', 'status 503');
+    b.fail(b.admit(), 'status', 'status 503');
     assert.equal(b.snapshot().cooldownMs, 2000);
     assert.equal(b.retryAfterSeconds(), 2);
     mock.timers.tick(1999);
     assert.equal(b.state, 'open');
     mock.timers.tick(1);
-    b.failure(b.admit(), 'status', 'status 503');
+    b.fail(b.admit(), 'status', 'status 503');
     assert.equal(b.snapshot().cooldownMs, 3000, '4s capped at 3s');
     mock.timers.tick(3000);
     b.success(b.admit());
@@ -113,11 +114,11 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('opossum #385: the open timer re-arms at every opening (open, half-open, open, half-open, ...)', () => {
     const { b } = make('    threshold: 1\n');
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     for (let i = 0; i < 5; i++) {
       mock.timers.tick(1000);
       assert.equal(b.state, 'half_open', `round ${i}`);
-      b.failure(b.admit(), 'connect', 'x');
+      b.fail(b.admit(), 'connect', 'x');
       assert.equal(b.state, 'open');
     }
     b.shutdown();
@@ -125,7 +126,7 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('opossum #119 / Polly #216: half-open admits exactly `trials` requests, whatever arrives at once', () => {
     const { b, transitions } = make('    threshold: 1\n    halfOpen: { trials: 3 }\n');
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
     const tickets = Array.from({ length: 10 }, () => b.admit());
     assert.equal(tickets.filter((t) => t >= 0).length, 3);
@@ -141,10 +142,10 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('half-open re-opens at the first failed trial; the other trials, late, change nothing', () => {
     const { b } = make('    threshold: 1\n    halfOpen: { trials: 2 }\n');
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
     const [a, c] = [b.admit(), b.admit()];
-    b.failure(a, 'status', 'status 500');
+    b.fail(a, 'status', 'status 500');
     assert.equal(b.state, 'open');
     b.success(c);
     assert.equal(b.state, 'open');
@@ -154,12 +155,12 @@ describe('trip and recovery policies (mock timers)', () => {
   test('Polly #217: a late result from before a state change does not change the state', () => {
     const { b } = make('    threshold: 1\n');
     const early = b.admit();
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
     b.success(early);
     assert.equal(b.state, 'half_open', 'a success admitted while closed does not close a half-open circuit');
     const trial = b.admit();
-    b.failure(early, 'status', 'status 500');
+    b.fail(early, 'status', 'status 500');
     assert.equal(b.state, 'half_open', 'nor does its failure re-open it');
     b.success(trial);
     assert.equal(b.state, 'closed');
@@ -168,7 +169,7 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('an abandoned trial frees its slot: the next request becomes the trial', () => {
     const { b } = make('    threshold: 1\n');
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
     const trial = b.admit();
     assert.equal(b.admit(), REJECTED);
@@ -182,7 +183,7 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('the queue: callers wait for the verdict; on close they go on as closed-circuit requests; beyond it, 503 at once', async () => {
     const { b } = make('    threshold: 1\n    halfOpen: { queue: 2, maxWait: 500ms }\n');
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
     const trial = b.admit();
     const got: number[] = [];
@@ -206,7 +207,7 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test('the queue: on re-open, and after maxWait, queued callers get the 503; a withdrawn caller gets nothing', async () => {
     const { b } = make('    threshold: 1\n    halfOpen: { queue: 3, maxWait: 500ms }\n');
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
     const trial = b.admit();
     const got: string[] = [];
@@ -217,7 +218,7 @@ describe('trip and recovery policies (mock timers)', () => {
     withdraw();
     mock.timers.tick(300);
     assert.deepEqual(got, [`a:${REJECTED}`], 'a waited its 500 ms');
-    b.failure(trial, 'status', 'status 503');
+    b.fail(trial, 'status', 'status 503');
     await Promise.resolve();
     assert.deepEqual(got, [`a:${REJECTED}`, `c:${REJECTED}`]);
     b.shutdown();
@@ -225,27 +226,27 @@ describe('trip and recovery policies (mock timers)', () => {
 
   test("retryAfter: the upstream's Retry-After decides the opening's length, clamped to [1 s, max]; the reason says so", () => {
     const { b, transitions } = make('    threshold: 1\n    retryAfter: { honor: true, max: 1m }\n    backoff: { max: 10m }\n');
-    b.failure(b.admit(), 'status', 'status 503', undefined, undefined, false, 120_000);
+    b.fail(b.admit(), 'status', 'status 503', undefined, undefined, false, 120_000);
     assert.equal(b.snapshot().cooldownMs, 60_000);
     assert.equal(b.retryAfterSeconds(), 60);
     assert.equal(transitions.at(-1)!.reason, '1 consecutive failure: status 503; upstream Retry-After 1m');
     mock.timers.tick(60_000);
     assert.equal(b.state, 'half_open');
-    b.failure(b.admit(), 'status', 'status 503');
+    b.fail(b.admit(), 'status', 'status 503');
     assert.equal(b.snapshot().cooldownMs, 2000, 'no Retry-After this time: backoff step 2 (the step advanced)');
     b.shutdown();
   });
 
   test('without honor: true an upstream Retry-After changes nothing', () => {
     const { b } = make('    threshold: 1\n');
-    b.failure(b.admit(), 'status', 'status 503', undefined, undefined, false, 120_000);
+    b.fail(b.admit(), 'status', 'status 503', undefined, undefined, false, 120_000);
     assert.equal(b.snapshot().cooldownMs, 1000);
     b.shutdown();
   });
 
   test('jitter: the cooldown drawn is the one in force', () => {
     const { b } = make('    threshold: 1\n    backoff: { max: 1m, jitter: 10% }\n', () => 1);
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     assert.equal(b.snapshot().cooldownMs, 1100);
     mock.timers.tick(1099);
     assert.equal(b.state, 'open');
@@ -262,14 +263,17 @@ describe('policy config', () => {
       `defaults:\n  failureRate: { threshold: 50%, minRequests: 10 }\n  halfOpen: { trials: 2 }\n${svc('    failureRate: { threshold: 0.25 }\n')}  cart:\n    url: http://c:1\n`,
       {},
     );
-    assert.deepEqual(c.services.get('product')!.failureRate, { ratio: 0.25, minRequests: 20, windowMs: 30_000 });
-    assert.deepEqual(c.services.get('cart')!.failureRate, { ratio: 0.5, minRequests: 10, windowMs: 30_000 });
-    assert.deepEqual(c.services.get('cart')!.halfOpen, { trials: 2, queue: 0, maxWaitMs: 1000 });
+    assert.deepEqual(c.services.get('product')!.circuit.failureRate, { ratio: 0.25, minRequests: 20, windowMs: 30_000 });
+    assert.deepEqual(c.services.get('cart')!.circuit.failureRate, { ratio: 0.5, minRequests: 10, windowMs: 30_000 });
+    assert.deepEqual(c.services.get('cart')!.circuit.halfOpen, { trials: 2, queue: 0, maxWaitMs: 1000 });
   });
   test('off unless set', () => {
     const s = parseConfig(svc(''), {}).services.get('product')!;
-    assert.deepEqual([s.failureRate, s.slowCalls, s.backoff, s.retryAfter], [undefined, undefined, undefined, undefined]);
-    assert.deepEqual(s.halfOpen, { trials: 1, queue: 0, maxWaitMs: 1000 });
+    assert.deepEqual(
+      [s.circuit.failureRate, s.circuit.slowCalls, s.circuit.backoff, s.circuit.retryAfter],
+      [undefined, undefined, undefined, undefined],
+    );
+    assert.deepEqual(s.circuit.halfOpen, { trials: 1, queue: 0, maxWaitMs: 1000 });
   });
   const bad: Array<[string, string, string]> = [
     [
@@ -311,18 +315,21 @@ describe('load-shedding config', () => {
   const svc = (extra: string): string => `services:\n  product:\n    url: http://p:1\n${extra}`;
   test('maxConcurrent, mode and fallback: off unless set, may stand under defaults', () => {
     const plain = parseConfig(svc(''), {}).services.get('product')!;
-    assert.deepEqual([plain.maxConcurrent, plain.mode, plain.fallback], [undefined, 'enforce', undefined]);
+    assert.deepEqual([plain.admission.maxConcurrent, plain.admission.mode, plain.call.fallback], [undefined, 'enforce', undefined]);
     const c = parseConfig(`defaults:\n  maxConcurrent: 8\n  mode: observe\n  fallback: { body: '[]' }\n${svc('')}`, {}).services.get(
       'product',
     )!;
-    assert.deepEqual([c.maxConcurrent, c.mode, c.fallback!.status, c.fallback!.body.toString()], [8, 'observe', 200, '[]']);
+    assert.deepEqual(
+      [c.admission.maxConcurrent, c.admission.mode, c.call.fallback!.status, c.call.fallback!.body.toString()],
+      [8, 'observe', 200, '[]'],
+    );
   });
   test("bodyFile is read at load, relative to the config file's directory", () => {
     const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-fallback-'));
     try {
       writeFileSync(join(dir, 'empty.json'), '{"items": []}');
       writeFileSync(join(dir, 'proxy.yaml'), svc('    fallback: { bodyFile: empty.json, headers: { content-type: application/json } }\n'));
-      const f = loadConfig(join(dir, 'proxy.yaml'), {}).services.get('product')!.fallback!;
+      const f = loadConfig(join(dir, 'proxy.yaml'), {}).services.get('product')!.call.fallback!;
       assert.deepEqual([f.body.toString(), f.headers], ['{"items": []}', ['content-type', 'application/json']]);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
-import { REJECTED, ServiceBreaker, type BreakerEvents, type TransitionEvent } from '../../src/breaker/service-breaker.js';
+import { REJECTED, type BreakerEvents, type TransitionEvent } from '../../src/circuit/circuit.js';
+import { TestCircuit } from '../circuit-helper.js';
 import { parseConfig } from '../../src/config/load.js';
 
 /** The breaker's never-stepping clock, in these tests the mocked `Date` (it ticks with the mocked timers) unless given. */
-function make(threshold = 3, cooldown = '1s', clock = () => Date.now()): { b: ServiceBreaker; transitions: TransitionEvent[] } {
+function make(threshold = 3, cooldown = '1s', clock = () => Date.now()): { b: TestCircuit; transitions: TransitionEvent[] } {
   const cfg = parseConfig(`services:\n  product:\n    url: http://p:1\n    threshold: ${threshold}\n    cooldown: ${cooldown}\n`, {});
   const events = new EventEmitter<BreakerEvents>();
   const transitions: TransitionEvent[] = [];
   events.on('transition', (t) => transitions.push(t));
-  return { b: new ServiceBreaker(cfg.services.get('product')!, events, new EventEmitter(), clock), transitions };
+  return { b: new TestCircuit(cfg.services.get('product')!, events, new EventEmitter(), clock), transitions };
 }
 
 describe('ServiceBreaker policy (mock timers)', () => {
@@ -19,14 +20,14 @@ describe('ServiceBreaker policy (mock timers)', () => {
 
   test('opens after `threshold` consecutive failures; a success resets the count', () => {
     const { b, transitions } = make(3);
-    b.failure(b.admit(), 'connect', 'connect ECONNREFUSED');
-    b.failure(b.admit(), 'connect', 'connect ECONNREFUSED');
+    b.fail(b.admit(), 'connect', 'connect ECONNREFUSED');
+    b.fail(b.admit(), 'connect', 'connect ECONNREFUSED');
     b.success(b.admit());
     assert.equal(b.consecutiveFailures, 0);
-    b.failure(b.admit(), 'connect', 'connect ECONNREFUSED');
-    b.failure(b.admit(), 'status', 'status 500');
+    b.fail(b.admit(), 'connect', 'connect ECONNREFUSED');
+    b.fail(b.admit(), 'status', 'status 500');
     assert.equal(b.state, 'closed');
-    b.failure(b.admit(), 'timeout', 'no response headers within 5s');
+    b.fail(b.admit(), 'timeout', 'no response headers within 5s');
     assert.equal(b.state, 'open');
     assert.deepEqual(
       transitions.map((t) => [t.from, t.to, t.reason]),
@@ -37,7 +38,7 @@ describe('ServiceBreaker policy (mock timers)', () => {
 
   test('OPEN rejects; Retry-After counts down in whole seconds, at least 1; HALF_OPEN after the cooldown', () => {
     const { b } = make(1, '2500ms');
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     assert.equal(b.admit(), REJECTED);
     assert.equal(b.retryAfterSeconds(), 3);
     mock.timers.tick(1000);
@@ -53,7 +54,7 @@ describe('ServiceBreaker policy (mock timers)', () => {
   test('Retry-After counts on the never-stepping clock: a wall-clock step back by ten minutes changes nothing', () => {
     let tick = 5_000;
     const { b } = make(1, '30s', () => tick);
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     assert.equal(b.retryAfterSeconds(), 30);
     mock.timers.setTime(Date.now() - 600_000);
     assert.equal(b.retryAfterSeconds(), 30);
@@ -65,7 +66,7 @@ describe('ServiceBreaker policy (mock timers)', () => {
 
   test('HALF_OPEN admits exactly one trial; trial success closes', () => {
     const { b, transitions } = make(1);
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
     const trial = b.admit();
     assert.notEqual(trial, REJECTED);
@@ -81,9 +82,9 @@ describe('ServiceBreaker policy (mock timers)', () => {
 
   test('trial failure re-opens for a new cooldown', () => {
     const { b } = make(1);
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
-    b.failure(b.admit(), 'status', 'status 503');
+    b.fail(b.admit(), 'status', 'status 503');
     assert.equal(b.state, 'open');
     assert.equal(b.snapshot().lastTrip!.reason, 'trial request failed: status 503');
     mock.timers.tick(999);
@@ -95,7 +96,7 @@ describe('ServiceBreaker policy (mock timers)', () => {
 
   test('an abandoned trial releases the slot; the circuit stays HALF_OPEN', () => {
     const { b } = make(1);
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     mock.timers.tick(1000);
     const trial = b.admit();
     b.abandon(trial);
@@ -110,8 +111,8 @@ describe('ServiceBreaker policy (mock timers)', () => {
   test('stale outcomes (admitted before the last transition) change nothing', () => {
     const { b } = make(2);
     const early = b.admit();
-    b.failure(b.admit(), 'connect', 'x');
-    b.failure(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
+    b.fail(b.admit(), 'connect', 'x');
     assert.equal(b.state, 'open');
     mock.timers.tick(1000);
     assert.equal(b.state, 'half_open');
@@ -121,7 +122,7 @@ describe('ServiceBreaker policy (mock timers)', () => {
     const staleTrialFailure = trial;
     b.success(trial);
     assert.equal(b.state, 'closed');
-    b.failure(staleTrialFailure, 'connect', 'late'); // the trial again, late: ignored
+    b.fail(staleTrialFailure, 'connect', 'late'); // the trial again, late: ignored
     assert.equal(b.consecutiveFailures, 0);
     b.shutdown();
   });

@@ -7,7 +7,7 @@ import { ConfigError } from '../../src/errors.js';
 describe('config YAML', () => {
   test('a config using anchors and aliases loads', () => {
     const text = 'services:\n  product: &svc\n    url: http://p:8000\n    threshold: 7\n  cart: *svc\n';
-    assert.equal(parseConfig(text, {}).services.get('cart')?.threshold, 7);
+    assert.equal(parseConfig(text, {}).services.get('cart')?.circuit.threshold, 7);
   });
 
   test('problems are reported with the line of their key', () => {

@@ -49,31 +49,31 @@ describe('env expansion', () => {
   });
   test('an expanded value is typed: threshold: ${T:-4} is the number 4', () => {
     const c = parseConfig('defaults:\n  threshold: ${T:-4}\n' + ONE, {});
-    assert.equal(c.services.get('product')!.threshold, 4);
+    assert.equal(c.services.get('product')!.circuit.threshold, 4);
   });
   test('an env value cannot inject YAML structure', () => {
     // Expansion happens after parsing: the newline stays inside the string, which is then no valid URL.
     assert.throws(() => parseConfig('services:\n  product:\n    url: ${U}\n', { U: 'http://p:1\n    threshold: 9' }), ConfigError);
     const c = parseConfig('services:\n  product:\n    url: ${U}\n', { U: 'http://p:1/a threshold: 9' });
-    assert.equal(c.services.get('product')!.threshold, 3);
+    assert.equal(c.services.get('product')!.circuit.threshold, 3);
   });
 });
 
 describe('precedence: built-in < YAML defaults < env CB_* < service keys', () => {
   test('built-in defaults', () => {
     const s = parseConfig(ONE, {}).services.get('product')!;
-    assert.deepEqual([s.threshold, s.cooldownMs, s.timeoutMs], [3, 30_000, 5_000]);
+    assert.deepEqual([s.circuit.threshold, s.circuit.cooldownMs, s.call.timeoutMs], [3, 30_000, 5_000]);
   });
   test('YAML defaults beat built-in', () => {
     const s = parseConfig('defaults: { threshold: 4, cooldown: 10s, timeout: 1s }\n' + ONE, {}).services.get('product')!;
-    assert.deepEqual([s.threshold, s.cooldownMs, s.timeoutMs], [4, 10_000, 1_000]);
+    assert.deepEqual([s.circuit.threshold, s.circuit.cooldownMs, s.call.timeoutMs], [4, 10_000, 1_000]);
   });
   test('env beats YAML defaults', () => {
     const s = parseConfig('defaults: { threshold: 4, cooldown: 10s }\n' + ONE, {
       CB_THRESHOLD: '7',
       CB_COOLDOWN_SECONDS: '0.25',
     }).services.get('product')!;
-    assert.deepEqual([s.threshold, s.cooldownMs], [7, 250]);
+    assert.deepEqual([s.circuit.threshold, s.circuit.cooldownMs], [7, 250]);
   });
   test('service keys beat env', () => {
     const c = parseConfig(
@@ -83,8 +83,8 @@ describe('precedence: built-in < YAML defaults < env CB_* < service keys', () =>
         CB_COOLDOWN_SECONDS: '9',
       },
     );
-    assert.deepEqual([c.services.get('product')!.threshold, c.services.get('product')!.cooldownMs], [5, 2000]);
-    assert.deepEqual([c.services.get('cart')!.threshold, c.services.get('cart')!.cooldownMs], [7, 9000]);
+    assert.deepEqual([c.services.get('product')!.circuit.threshold, c.services.get('product')!.circuit.cooldownMs], [5, 2000]);
+    assert.deepEqual([c.services.get('cart')!.circuit.threshold, c.services.get('cart')!.circuit.cooldownMs], [7, 9000]);
   });
   test('CLI port overrides beat the file', () => {
     const c = parseConfig('listen: { port: 1 }\nadmin: { port: 2 }\n' + ONE, {}, { port: 3, adminPort: 4 });
@@ -104,9 +104,9 @@ describe('precedence: built-in < YAML defaults < env CB_* < service keys', () =>
     );
   });
   test('failure statuses: default 500-599, configurable', () => {
-    assert.deepEqual(parseConfig(ONE, {}).services.get('product')!.failureStatuses, [{ from: 500, to: 599 }]);
+    assert.deepEqual(parseConfig(ONE, {}).services.get('product')!.call.failureStatuses, [{ from: 500, to: 599 }]);
     const c = parseConfig('defaults: { failureStatuses: [429, 500-504] }\n' + ONE, {});
-    assert.deepEqual(c.services.get('product')!.failureStatuses, [
+    assert.deepEqual(c.services.get('product')!.call.failureStatuses, [
       { from: 429, to: 429 },
       { from: 500, to: 504 },
     ]);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { classifyUpstreamError, statusForFailure } from '../../src/proxy/failure.js';
+import { statusForFailure } from '../../src/outcome.js';
+import { classifyUpstreamError } from '../../src/proxy/failure.js';
 
 const err = (code: string, syscall?: string, message = code): NodeJS.ErrnoException => Object.assign(new Error(message), { code, syscall });
 

@@ -108,6 +108,6 @@ describe('config JSON Schema', () => {
   test('an environment reference passes the schema where any value may stand; validate checks what it expands to', () => {
     const yaml = svc('    threshold: ${T:-3}\n    timeout: ${TIMEOUT}\n');
     assert.ok(schemaAccepts(yaml), JSON.stringify(check.errors));
-    assert.equal(parseConfig(yaml, { TIMEOUT: '2s' }).services.get('product')!.threshold, 3);
+    assert.equal(parseConfig(yaml, { TIMEOUT: '2s' }).services.get('product')!.circuit.threshold, 3);
   });
 });

@@ -1,2 +1,0 @@
-export * from './service-breaker.js';
-export * from './registry.js';

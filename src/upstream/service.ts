@@ -1,0 +1,119 @@
+import type { EventEmitter } from 'node:events';
+import { AdmissionChain, observed, type Gate } from '../admission/chain.js';
+import { Bulkhead, CircuitGate } from '../admission/gates.js';
+import { Circuit, type BreakerEvents, type BreakerState, type CircuitSnapshot } from '../circuit/circuit.js';
+import { keepsCircuit, type ServiceConfig } from '../config/types.js';
+
+/** Admin-facing snapshot (`/breakers`, docs/observability.md). */
+export interface BreakerSnapshot extends CircuitSnapshot {
+  name: string;
+  url: string;
+  timeoutMs: number;
+  /** `observe` where set (docs/load-shedding.md); absent in enforce mode. */
+  mode?: 'observe';
+  /** Requests in flight and the bulkhead's size, where `maxConcurrent` is set. */
+  inFlight?: number;
+  maxConcurrent?: number;
+  /** True where an open circuit answers with a configured fallback. */
+  fallback?: boolean;
+}
+
+/** What the Service needs from its registry to build a circuit. */
+export interface CircuitFactory {
+  readonly events: EventEmitter<BreakerEvents>;
+  readonly rotate: EventEmitter;
+}
+
+/**
+ * One configured service at run time (docs/architecture.md, "The service"): its resolved config,
+ * its circuit, its bulkhead and the admission chain made of them. It lives as long as the service
+ * is configured: a reload gives it new settings, and a new circuit only when the circuit's own
+ * policy or the address changed; the bulkhead's count carries on either way. Later, the home of
+ * its endpoints, its retry budget and its routes.
+ */
+export class Service {
+  private cfg: ServiceConfig;
+  private circuitNow: Circuit;
+  readonly bulkhead = new Bulkhead();
+  private chainNow: AdmissionChain;
+
+  constructor(
+    config: ServiceConfig,
+    private readonly factory: CircuitFactory,
+  ) {
+    this.cfg = config;
+    this.circuitNow = this.newCircuit(config);
+    this.chainNow = this.newChain();
+  }
+
+  get name(): string {
+    return this.cfg.name;
+  }
+
+  get config(): ServiceConfig {
+    return this.cfg;
+  }
+
+  /** The circuit in force; a call keeps the one it was admitted by. */
+  get circuit(): Circuit {
+    return this.circuitNow;
+  }
+
+  get admission(): AdmissionChain {
+    return this.chainNow;
+  }
+
+  get state(): BreakerState {
+    return this.circuitNow.state;
+  }
+
+  /** Requests forwarded to this service and not yet ended. */
+  get inFlight(): number {
+    return this.bulkhead.inFlight;
+  }
+
+  /**
+   * A reload's settings. Returns whether the circuit was replaced (its policy or the URL changed);
+   * otherwise the circuit and its state stay, and the new call and admission settings apply to
+   * the next request.
+   */
+  reconfigure(next: ServiceConfig): boolean {
+    const replace = !keepsCircuit(this.cfg, next);
+    this.cfg = next;
+    if (replace) {
+      this.circuitNow.shutdown();
+      this.circuitNow = this.newCircuit(next);
+    }
+    this.chainNow = this.newChain();
+    return replace;
+  }
+
+  snapshot(): BreakerSnapshot {
+    const c = this.cfg;
+    const a = c.admission;
+    return {
+      name: c.name,
+      url: c.url,
+      timeoutMs: c.call.timeoutMs,
+      ...this.circuitNow.snapshot(),
+      ...(a.mode === 'observe' ? { mode: a.mode } : {}),
+      ...(a.maxConcurrent !== undefined ? { inFlight: this.inFlight, maxConcurrent: a.maxConcurrent } : {}),
+      ...(c.call.fallback !== undefined ? { fallback: true } : {}),
+    };
+  }
+
+  shutdown(): void {
+    this.circuitNow.shutdown();
+  }
+
+  private newCircuit(c: ServiceConfig): Circuit {
+    return new Circuit(c.name, c.circuit, this.factory.events, this.factory.rotate);
+  }
+
+  /** Circuit, then bulkhead; observe mode wraps both. */
+  private newChain(): AdmissionChain {
+    this.bulkhead.max = this.cfg.admission.maxConcurrent;
+    const gates: Gate[] = [new CircuitGate(this.circuitNow), this.bulkhead];
+    return new AdmissionChain(this.cfg.admission.mode === 'observe' ? gates.map(observed) : gates);
+  }
+}
