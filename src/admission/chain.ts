@@ -50,7 +50,7 @@ const REJECTED_BY: Record<GateKind, Admission> = {
 export class AdmissionChain {
   constructor(readonly gates: readonly Gate[]) {}
 
-  /** Runs the gates from the first (or from `from`); a rejection releases the gates before it. */
+  /** Runs the gates from the first (or from `from`); a rejection refunds every gate before it. */
   admit(a: Admittee, from = 0): Admission {
     const gates = this.gates;
     for (let i = from; i < gates.length; i++) {
@@ -77,9 +77,9 @@ export class AdmissionChain {
         done(REJECTED_BY[g.kind]);
         return;
       }
+      // A rejection further on refunds every gate before it, this one included.
       const next = this.admit(a, at + 1);
-      if (next.kind === 'rejected') g.refund(a);
-      else if (next.kind === 'queued') throw new Error('only the first gate may queue');
+      if (next.kind === 'queued') throw new Error('only one gate of a chain may queue');
       done(next);
     });
   }

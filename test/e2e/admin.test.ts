@@ -193,6 +193,30 @@ describe('reload and logs', () => {
     await up.close();
   });
 
+  test('a reload that changes only call settings (timeout, failureStatuses) keeps the circuit and its state', async () => {
+    const up = await startUpstream((req, res) => {
+      req.resume();
+      res.writeHead(500).end();
+    });
+    const yaml = (timeout: string): string =>
+      `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\ndefaults: { threshold: 1, cooldown: 10s }\nservices:\n  product:\n    url: ${up.url}\n    timeout: ${timeout}\n`;
+    const p = await startProxy(`defaults: { threshold: 1, cooldown: 10s }\nservices:\n  product:\n    url: ${up.url}\n    timeout: 5s\n`);
+    await request(p.port, '/svc/product/x');
+    const circuit = p.proxy.registry.get('product')!.circuit;
+    assert.equal(circuit.state, 'open');
+    const { parseConfig } = await import('../../src/config/load.js');
+    const result = p.proxy.reload(parseConfig(yaml('2s'), {}));
+    assert.deepEqual(result.unchanged, ['product']);
+    assert.equal(p.proxy.registry.get('product')!.circuit, circuit, 'the same circuit');
+    assert.equal(circuit.state, 'open');
+    assert.equal(p.proxy.registry.get('product')!.snapshot().timeoutMs, 2000, 'the new timeout applies');
+    const changed = p.proxy.reload(parseConfig(yaml('2s').replace('threshold: 1', 'threshold: 2'), {}));
+    assert.deepEqual(changed.changed, ['product'], 'a circuit key changed: a fresh circuit');
+    assert.equal(p.proxy.registry.get('product')!.state, 'closed');
+    await p.close();
+    await up.close();
+  });
+
   test('--access-log lines; authorization and cookie values are never logged', async () => {
     const up = await startUpstream((req, res) => {
       req.resume();
