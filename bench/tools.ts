@@ -96,7 +96,7 @@ export async function load(url: string, seconds: number, connections: number): P
   const ac = `${ROOT}node_modules/autocannon/autocannon.js`;
   const args = [ac, '-c', String(connections), '-d', String(seconds), '--json', url];
   const out = await run(TASKSET ? ['taskset', '-c', '1', process.execPath, ...args] : [process.execPath, ...args]);
-  const j = JSON.parse(out.slice(out.indexOf('{'))) as any;
+  const j = JSON.parse(out.slice(out.indexOf('{')));
   return { requests: j.requests.total, rps: j.requests.average, p50ms: j.latency.p50, p99ms: j.latency.p99, non2xx: j.non2xx };
 }
 

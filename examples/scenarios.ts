@@ -30,7 +30,7 @@ const logs: Array<Record<string, unknown>> = [];
 const ready = new Promise<{ port: number; adminPort: number }>((resolve, reject) => {
   const t = setTimeout(() => reject(new Error('circuit-proxy did not start within 10 s')), 10_000);
   let buf = '';
-  proxy.stdout!.on('data', (d: Buffer) => {
+  proxy.stdout.on('data', (d: Buffer) => {
     buf += d.toString();
     let i: number;
     while ((i = buf.indexOf('\n')) >= 0) {

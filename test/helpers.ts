@@ -228,7 +228,7 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags:
   const lines: Array<Record<string, unknown>> = [];
   const bus = new EventEmitter();
   let buf = '';
-  child.stdout!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => {
     buf += d.toString();
     let i: number;
     while ((i = buf.indexOf('\n')) >= 0) {
@@ -268,7 +268,7 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags:
       });
     },
   };
-  child.stderr!.on('data', (d: Buffer) => (cli.stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (cli.stderr += d.toString()));
   return cli;
 }
 

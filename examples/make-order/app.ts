@@ -122,7 +122,7 @@ export function createMakeOrder(proxyUrl: string): Server {
         (r) => reply(r.status, r.body),
         (err: unknown) => {
           if (err instanceof DependencyError) {
-            if (err.status === 503) res.setHeader('retry-after', String(err.body.retryAfterSeconds ?? 1));
+            if (err.status === 503) res.setHeader('retry-after', String(Number(err.body.retryAfterSeconds ?? 1)));
             reply(err.status, err.body);
           } else reply(500, { error: 'internal error' });
         },

@@ -322,7 +322,8 @@ function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === null) return 'null';
   if (typeof value === 'object') return Array.isArray(value) ? 'a list' : 'a mapping';
-  return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return typeof value; // undefined (nothing else comes out of parsed YAML)
 }
 
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {

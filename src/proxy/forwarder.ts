@@ -84,7 +84,7 @@ const DEFAULT_TUNING: AgentTuning = { freeSocketTimeoutMs: 4000, maxFreeSockets:
 const SINK = Symbol('circuit-proxy.sink');
 type WithSink = ServerResponse & { [SINK]?: ForwardSink };
 
-function sinkOf(res: ServerResponse | unknown): ForwardSink | undefined {
+function sinkOf(res: unknown): ForwardSink | undefined {
   return (res as WithSink)[SINK];
 }
 
@@ -110,7 +110,7 @@ function onProxyReq(proxyReq: ClientRequest, _req: IncomingMessage, res: ServerR
 }
 
 /** http-proxy's `error` event (with a listener attached, it never throws: its `onError`). */
-function onProxyError(err: Error, _req: IncomingMessage, res: ServerResponse | unknown): void {
+function onProxyError(err: Error, _req: IncomingMessage, res: unknown): void {
   sinkOf(res)?.onUpstreamError(err);
 }
 

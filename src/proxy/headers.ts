@@ -91,7 +91,8 @@ export function prepareRequestHeaders(h: IncomingHttpHeaders, requestId: string,
   const trusted = isLoopback(remoteAddress);
   const prior = h['x-forwarded-for'];
   const addr = clientAddress(remoteAddress);
-  h['x-forwarded-for'] = prior ? `${prior}, ${addr}` : addr;
+  // Node joins repeated X-Forwarded-For lines with ', ' (a string); the type allows a list.
+  h['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${addr}` : addr;
   if (!trusted || h['x-forwarded-proto'] === undefined) h['x-forwarded-proto'] = 'http';
   if (!trusted || h['x-forwarded-host'] === undefined) {
     if (h.host !== undefined) h['x-forwarded-host'] = h.host;

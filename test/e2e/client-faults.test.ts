@@ -144,8 +144,8 @@ describe('client limits: request head timeout, connection cap', () => {
     await Promise.all(held.map((s) => once(s, 'data')));
     const refused = await readAll(await open(p.port, 'GET /svc/product/x HTTP/1.1\r\nHost: x\r\n\r\n'));
     assert.equal(refused.text, '', 'the fourth connection got an answer');
-    held[0]!.destroy();
-    await once(held[0]!, 'close');
+    held[0].destroy();
+    await once(held[0], 'close');
     let status = 0;
     for (let i = 0; i < 50 && status !== 200; i++) {
       status = await request(p.port, '/svc/product/x', { headers: { connection: 'close' } }).then(

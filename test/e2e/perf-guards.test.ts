@@ -42,7 +42,7 @@ test('the open path constructs no Error (and contacts no upstream) for 500 rejec
 
 test('the guard itself sees Errors: opossum fire() on an open breaker (the naive path) constructs one per call', async () => {
   const { default: CircuitBreaker } = await import('opossum');
-  const cb = new CircuitBreaker(async () => 'ok', { timeout: false });
+  const cb = new CircuitBreaker(() => Promise.resolve('ok'), { timeout: false });
   cb.open();
   const { constructed } = await countErrors(async () => {
     for (let i = 0; i < 10; i++) await cb.fire().catch(() => undefined);

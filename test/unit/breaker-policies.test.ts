@@ -1,5 +1,5 @@
 /**
- * ServiceBreaker with the trip and recovery policies (docs/policies.md), driven by node:test's mock
+ * The circuit with the trip and recovery policies (docs/policies.md), driven by node:test's mock
  * timers and an injected clock; one test per bug peers shipped, named after it.
  */
 import assert from 'node:assert/strict';
@@ -29,7 +29,7 @@ describe('trip and recovery policies (mock timers)', () => {
   beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 }));
   afterEach(() => mock.timers.reset());
 
-  test('canary: opossum reads resetTimeout from its options object at every open()', async () => {
+  test('canary: opossum reads resetTimeout from its options object at every open()', () => {
     const options = { resetTimeout: 10_000, timeout: false as const };
     const cb = new CircuitBreaker(() => Promise.resolve(), options);
     options.resetTimeout = 50;
@@ -38,7 +38,7 @@ describe('trip and recovery policies (mock timers)', () => {
     assert.equal(
       cb.halfOpen,
       true,
-      'opossum no longer reads options.resetTimeout at open(): backoff and Retry-After cooldowns need another way (src/breaker/service-breaker.ts)',
+      'opossum no longer reads options.resetTimeout at open(): backoff and Retry-After cooldowns need another way (src/circuit/circuit.ts)',
     );
     cb.shutdown();
   });

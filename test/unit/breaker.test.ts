@@ -14,7 +14,7 @@ function make(threshold = 3, cooldown = '1s', clock = () => Date.now()): { b: Te
   return { b: new TestCircuit(cfg.services.get('product')!, events, new EventEmitter(), clock), transitions };
 }
 
-describe('ServiceBreaker policy (mock timers)', () => {
+describe('Circuit policy (mock timers)', () => {
   beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 }));
   afterEach(() => mock.timers.reset());
 

@@ -171,7 +171,7 @@ describe('docker-compose.yml', () => {
   });
   test('the monitoring profile scrapes the admin port', () => {
     assert.deepEqual(svc.prometheus.profiles, ['monitoring']);
-    const prom = parse(read('examples/monitoring/prometheus.yml')) as any;
+    const prom = parse(read('examples/monitoring/prometheus.yml'));
     assert.deepEqual(prom.scrape_configs[0].static_configs[0].targets, [`make-order:${ADMIN}`]);
   });
   const compose1 = spawnSync('docker-compose', ['version']).status === 0;
@@ -181,7 +181,7 @@ describe('docker-compose.yml', () => {
     () => {
       const r = spawnSync('docker-compose', ['-f', `${ROOT}docker-compose.yml`, 'config'], { encoding: 'utf8', cwd: ROOT });
       assert.equal(r.status, 0, r.stderr);
-      const resolved = parseAllDocuments(r.stdout)[0]!.toJS() as any;
+      const resolved = parseAllDocuments(r.stdout)[0]!.toJS();
       const env = resolved.services['circuit-proxy'].environment;
       assert.equal(env.CIRCUIT_PROXY_LISTEN_HOST, '127.0.0.1');
       assert.equal(loadConfig(`${ROOT}config/proxy.yaml`, env).listen.host, '127.0.0.1');
@@ -207,7 +207,7 @@ test('the docker run example resolves host.docker.internal on a Linux engine too
 
 describe('examples/kubernetes', () => {
   const docs = ['deployment.yaml', 'configmap.yaml'].flatMap((f) =>
-    parseAllDocuments(read(`examples/kubernetes/${f}`)).map((d) => d.toJS() as any),
+    parseAllDocuments(read(`examples/kubernetes/${f}`)).map((d) => d.toJS()),
   );
   const deploy = docs.find((d) => d.kind === 'Deployment');
   const cm = docs.find((d) => d.kind === 'ConfigMap');
