@@ -15,25 +15,6 @@ function problemHeaders(bodyBytes: number, extra: readonly string[]): string[] {
   return ['content-type', 'application/problem+json', 'content-length', String(bodyBytes), 'cache-control', 'no-store', ...extra];
 }
 
-/**
- * Writes a problem+json response unless headers already went out (then the socket is destroyed,
- * which is the only honest signal left). Extra headers come as a flat `[name, value, ...]` list.
- */
-export function sendProblemBody(
-  req: IncomingMessage,
-  res: ServerResponse,
-  status: number,
-  body: Buffer,
-  extra: readonly string[] = [],
-): void {
-  if (res.headersSent || res.destroyed) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(status, problemHeaders(body.length, extra));
-  res.end(req.method === 'HEAD' ? undefined : body);
-}
-
 /** An answer sent instead of forwarding: the open circuit's 503, the bulkhead's, or a configured fallback. */
 export interface CannedResponse {
   readonly status: number;
@@ -100,8 +81,18 @@ export interface Problem {
   readonly service?: string | undefined;
 }
 
+/**
+ * Writes a problem+json response unless headers already went out (then the socket is destroyed,
+ * which is the only honest signal left). Extra headers come as a flat `[name, value, ...]` list.
+ */
 export function sendProblem(req: IncomingMessage, res: ServerResponse, p: Problem, extra: readonly string[] = []): void {
-  sendProblemBody(req, res, p.status, problemBody(p.status, p.title, p.detail, p.service), extra);
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = problemBody(p.status, p.title, p.detail, p.service);
+  res.writeHead(p.status, problemHeaders(body.length, extra));
+  res.end(req.method === 'HEAD' ? undefined : body);
 }
 
 /**
