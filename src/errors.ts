@@ -34,13 +34,6 @@ export class ConfigError extends CircuitProxyError {
   }
 }
 
-/** Bad command-line usage (CLI exit code 2). */
-export class UsageError extends CircuitProxyError {
-  constructor(message: string) {
-    super('CP_ERR_USAGE', message, 400);
-  }
-}
-
 /** Renders problems one per line, as `validate` and `serve` print them. */
 export function formatProblems(problems: readonly ConfigProblem[], file?: string): string {
   const head = file ? `invalid config ${file}:` : 'invalid config:';

@@ -22,6 +22,12 @@ type Node = Record<string, unknown>;
  */
 export function configJsonSchema(): Node {
   const schema = z.toJSONSchema(rawConfigSchema, { io: 'input', target: 'draft-2020-12' }) as Node;
+  const service = ((schema.properties as Record<string, Node>).services!.additionalProperties ?? {}) as Node;
+  // A service names its upstream by `url` or by `endpoints`, exactly one (the loader checks the same).
+  service.oneOf = [
+    { properties: { url: {} }, required: ['url'] },
+    { properties: { endpoints: {} }, required: ['endpoints'] },
+  ];
   return withEnvReferences(schema);
 }
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
@@ -17,7 +18,10 @@ import {
   type FallbackResponse,
   type ListenConfig,
   type ProxyListenConfig,
+  type DiscoveryRule,
+  type OutlierRule,
   type ServiceConfig,
+  type UpstreamPolicy,
 } from './types.js';
 
 /** Options that outrank the file: the CLI's `--port` and `--admin-port`. */
@@ -133,7 +137,7 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
   const fromEnv: Layer<Tuning> = { path: [], values: { threshold: envDefaults.threshold, cooldown: envDefaults.cooldownMs } };
   const services = new Map<string, ServiceConfig>();
   for (const [name, s] of Object.entries(data.services)) {
-    const { url, ...own } = s;
+    const { url, endpoints, discovery, ...own } = s;
     const r = resolveLayers<Tuning>([builtin, defaults, fromEnv, { path: ['services', name], values: own }]);
     const v = r.values as Tuning &
       Required<Pick<Tuning, 'threshold' | 'cooldown' | 'timeout' | 'bodyIdleTimeout' | 'failureStatuses' | 'mode'>>;
@@ -175,7 +179,10 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
       retryAfter: v.retryAfter?.honor ? Object.freeze({ maxMs: v.retryAfter.max ?? BUILTIN.retryAfterMaxMs }) : undefined,
     });
     const admission: AdmissionPolicy = Object.freeze({ maxConcurrent: v.maxConcurrent, mode: v.mode });
-    services.set(name, Object.freeze({ name, url, target: new URL(url), call, circuit, admission }));
+    const upstream = readUpstream(['services', name], { url, endpoints, discovery }, v, problems, lineOf);
+    if (upstream === undefined) continue;
+    const shown = url ?? (endpoints ?? []).join(', ');
+    services.set(name, Object.freeze({ name, url: shown, target: upstream.endpoints[0]!, upstream, call, circuit, admission }));
   }
   if (problems.length) throw new ConfigError(dedupe(problems), source);
   const listen: ProxyListenConfig = Object.freeze({
@@ -213,6 +220,95 @@ function windowRule(rule: { threshold: number; minRequests?: number; window?: nu
   windowMs: number;
 } {
   return { ratio: rule.threshold, minRequests: rule.minRequests ?? BUILTIN.minRequests, windowMs: rule.window ?? BUILTIN.windowMs };
+}
+
+interface RawTarget {
+  url?: string;
+  endpoints?: string[];
+  discovery?: { dns: boolean; refresh?: number; servers?: string[] };
+}
+
+/**
+ * Where a service's requests go (docs/endpoints.md): `url` or `endpoints`, optionally DNS
+ * discovery on `url`'s host name, the balancer and the outlier rule. Endpoints share scheme and
+ * base path: what varies is the address.
+ */
+function readUpstream(
+  path: readonly string[],
+  raw: RawTarget,
+  v: Tuning,
+  problems: ConfigProblem[],
+  lineOf: LineOf,
+): UpstreamPolicy | undefined {
+  if (raw.url !== undefined && raw.endpoints !== undefined) {
+    problems.push(at([...path, 'endpoints'], 'url and endpoints together: set one', lineOf));
+    return undefined;
+  }
+  const list = raw.endpoints ?? (raw.url !== undefined ? [raw.url] : []);
+  if (list.length === 0) {
+    problems.push(at([...path, 'url'], 'is required (or endpoints: a list of URLs)', lineOf));
+    return undefined;
+  }
+  const urls = list.map((u) => new URL(u));
+  const first = urls[0]!;
+  const before = problems.length;
+  const seen = new Set<string>();
+  urls.forEach((u, i) => {
+    const where = [...path, 'endpoints', i];
+    if (u.protocol !== first.protocol) {
+      problems.push(at(where, `must use the scheme of endpoints.0 (${first.protocol}), got ${show(list[i])}`, lineOf));
+    } else if (u.pathname !== first.pathname) {
+      problems.push(at(where, `must have the base path of endpoints.0 (${first.pathname}), got ${show(list[i])}`, lineOf));
+    } else if (seen.has(u.host)) {
+      problems.push(at(where, `lists ${u.host} twice`, lineOf));
+    }
+    seen.add(u.host);
+  });
+  let discovery: DiscoveryRule | undefined;
+  const d = raw.discovery;
+  if (d?.dns) {
+    const host = first.hostname.replace(/^\[|\]$/g, '');
+    if (raw.url === undefined) {
+      problems.push(at([...path, 'discovery'], 'needs url (whose host name is resolved), not endpoints', lineOf));
+    } else if (isIP(host) !== 0) {
+      problems.push(at([...path, 'discovery', 'dns'], `needs a host name in url, got the address ${host}`, lineOf));
+    } else {
+      discovery = Object.freeze({
+        host,
+        refreshMs: d.refresh ?? BUILTIN.discoveryRefreshMs,
+        servers: Object.freeze([...(d.servers ?? [])]),
+      });
+    }
+  }
+  let outlier: OutlierRule | undefined;
+  const o = v.outlier;
+  if (o !== undefined) {
+    const ejectionTimeMs = o.ejectionTime ?? BUILTIN.outlier.ejectionTimeMs;
+    const maxEjectionTimeMs = o.maxEjectionTime ?? Math.max(BUILTIN.outlier.maxEjectionTimeMs, ejectionTimeMs);
+    if (maxEjectionTimeMs < ejectionTimeMs) {
+      problems.push(
+        at(
+          [...path, 'outlier', 'maxEjectionTime'],
+          `must be at least ejectionTime (${formatDuration(ejectionTimeMs)}), got ${formatDuration(maxEjectionTimeMs)}`,
+          lineOf,
+        ),
+      );
+    }
+    outlier = Object.freeze({
+      consecutiveFailures: o.consecutiveFailures ?? BUILTIN.outlier.consecutiveFailures,
+      failureRate: o.failureRate ? Object.freeze(windowRule(o.failureRate)) : undefined,
+      ejectionTimeMs,
+      maxEjectionTimeMs,
+      maxEjectedPercent: o.maxEjectedPercent ?? BUILTIN.outlier.maxEjectedPercent,
+    });
+  }
+  if (problems.length > before) return undefined;
+  return Object.freeze({
+    endpoints: Object.freeze(urls),
+    discovery,
+    balance: v.balance ?? 'round-robin',
+    outlier,
+  });
 }
 
 /** A fallback answer, its body read from `bodyFile` (relative to the config file) and bounded. */

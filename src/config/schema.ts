@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DURATION_PATTERN, MAX_DURATION_MS, parseDuration } from './duration.js';
 import type { StatusRange } from './types.js';
@@ -240,6 +241,90 @@ const fallback = z
   )
   .meta({ description: 'What an open circuit answers instead of the 503 problem (off unless set).' });
 
+const BALANCE_RULE = 'must be round-robin or least-request';
+const balance = z.enum(['round-robin', 'least-request'], rule(BALANCE_RULE)).meta({
+  description: 'How requests are spread over available endpoints: round-robin, or least-request (the less loaded of two picked at random).',
+  default: 'round-robin',
+});
+
+const outlier = z
+  .strictObject(
+    {
+      consecutiveFailures: z
+        .int(rule(COUNT_RULE))
+        .min(1, rule(COUNT_RULE))
+        .meta({ description: 'Eject an endpoint after this many failures in a row on it.', default: 5 })
+        .optional(),
+      failureRate: z
+        .strictObject(
+          {
+            threshold: percentage("Eject when the endpoint's failures / outcomes in the window reach this."),
+            minRequests: minRequests.optional(),
+            window: window().optional(),
+          },
+          MAPPING,
+        )
+        .meta({ description: "Eject on the endpoint's failure ratio over a sliding window (off unless set)." })
+        .optional(),
+      ejectionTime: duration('The n-th ejection in a row (no success in between) lasts n x this.', '30s').optional(),
+      maxEjectionTime: duration('No ejection lasts longer than this; at least ejectionTime.', '5m').optional(),
+      maxEjectedPercent: percentage(
+        'At most this share of the endpoints is ejected at once (with 2 or more, one always may be; the last available never is).',
+        false,
+        '10%',
+      ).optional(),
+    },
+    MAPPING,
+  )
+  .meta({
+    description: 'Outlier ejection: a failing endpoint is taken out of rotation for a while (off unless set; needs 2 or more endpoints).',
+  });
+
+const ENDPOINTS_RULE = 'must be a list of http: or https: URLs';
+const endpoints = z
+  .array(url, rule(ENDPOINTS_RULE))
+  .min(1, rule('must list at least one URL'))
+  .meta({ description: 'Several base URLs of one service (same scheme and base path); instead of url.' });
+
+const SERVER_RULE = 'must be a DNS server as an IP address with an optional port, e.g. 10.0.0.2:53 or [fd00::2]:53';
+const discovery = z
+  .strictObject(
+    {
+      dns: z.boolean(rule('must be true or false')).meta({ description: "Every A/AAAA record of url's host name is an endpoint." }),
+      refresh: duration('Re-resolve the host name this often.', '10s').optional(),
+      servers: z
+        .array(
+          z
+            .string(rule(SERVER_RULE))
+            .regex(
+              /^(?:\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)$/,
+              rule(SERVER_RULE),
+            )
+            .refine((v) => dnsServer(v) !== undefined, rule(SERVER_RULE)),
+          rule('must be a list of DNS servers'),
+        )
+        .min(1, rule('must list at least one server'))
+        .meta({
+          description: 'DNS servers to ask (IP[:port]); without it, the system resolver (getaddrinfo, as /etc/hosts and resolv.conf say).',
+        })
+        .optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: "Endpoints from DNS: url's host name re-resolved every refresh (off unless dns: true)." });
+
+/** `10.0.0.2`, `10.0.0.2:5353`, `[fd00::2]:53` or a bare IPv6 address: the form `dns.Resolver.setServers` takes; undefined otherwise. */
+export function dnsServer(value: string): string | undefined {
+  const v6 = /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(value);
+  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?$/.exec(value);
+  const m = v6 ?? v4;
+  const ip = m ? m[1]! : value;
+  const port = m?.[2];
+  if (isIP(ip) === 0 || (m === null && isIP(value) !== 6)) return undefined;
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) return undefined;
+  return value;
+}
+
 /** Keys that may stand under `defaults` or under a service. A rule under a service replaces the same rule under `defaults` whole. */
 const tuning = {
   threshold: threshold.optional(),
@@ -255,6 +340,8 @@ const tuning = {
   maxConcurrent: maxConcurrent.optional(),
   mode: mode.optional(),
   fallback: fallback.optional(),
+  balance: balance.optional(),
+  outlier: outlier.optional(),
 };
 
 const CONNECTIONS_RULE = 'must be an integer from 1 to 1000000';
@@ -294,8 +381,11 @@ const clientTimeouts = z
   .meta({ description: 'What a client may take its time over; none of these counts against a breaker.' });
 
 const service = z
-  .strictObject({ url, ...tuning }, rule('must be a mapping with at least a url'))
-  .meta({ description: 'One upstream: its URL and any key of `defaults` to override.' });
+  .strictObject(
+    { url: url.optional(), endpoints: endpoints.optional(), discovery: discovery.optional(), ...tuning },
+    rule('must be a mapping with a url or endpoints'),
+  )
+  .meta({ description: 'One upstream: its URL (or endpoints) and any key of `defaults` to override.' });
 
 /** Service names: `[a-z0-9][a-z0-9-_]*` (docs/configuration.md). */
 export const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]*$/;

@@ -1,8 +1,9 @@
 /** Validated, frozen configuration: what the rest of the program reads. */
 import type { BackoffRule } from '../policy/backoff.js';
+import type { OutlierRule } from '../policy/outlier.js';
 import type { FailureRateRule, SlowCallRule } from '../policy/rules.js';
 
-export type { BackoffRule, FailureRateRule, SlowCallRule };
+export type { BackoffRule, FailureRateRule, OutlierRule, SlowCallRule };
 
 /** Who is let through while half-open (docs/policies.md). */
 export interface HalfOpenRule {
@@ -87,14 +88,34 @@ export interface AdmissionPolicy {
   readonly mode: 'enforce' | 'observe';
 }
 
+/** Endpoints from DNS (docs/endpoints.md, "Discovery"). */
+export interface DiscoveryRule {
+  /** The host name re-resolved. */
+  readonly host: string;
+  readonly refreshMs: number;
+  /** DNS servers for `dns.Resolver`; empty: the system resolver (`dns.lookup`, every address). */
+  readonly servers: readonly string[];
+}
+
+/** Where a service's requests go: a change keeps the circuit unless `url` (or the endpoint list) changed. */
+export interface UpstreamPolicy {
+  /** The listed endpoints (one for `url`); with discovery, the URL whose host name is resolved. */
+  readonly endpoints: readonly URL[];
+  readonly discovery: DiscoveryRule | undefined;
+  readonly balance: 'round-robin' | 'least-request';
+  /** Off unless set. */
+  readonly outlier: OutlierRule | undefined;
+}
+
 /** One configured service, resolved: its address and its policies, split by owner. */
 export interface ServiceConfig {
   /** Service name as used in `/svc/<name>/...`. */
   readonly name: string;
-  /** Base URL as configured (after `${VAR}` expansion). */
+  /** Base URL as configured (after `${VAR}` expansion); for `endpoints`, the list joined by `, `. */
   readonly url: string;
-  /** Parsed base URL. */
+  /** Parsed base URL (the first endpoint's): scheme and base path, which every endpoint shares. */
   readonly target: URL;
+  readonly upstream: UpstreamPolicy;
   readonly call: CallPolicy;
   readonly circuit: CircuitPolicy;
   readonly admission: AdmissionPolicy;
@@ -137,6 +158,8 @@ export const BUILTIN = Object.freeze({
   backoff: Object.freeze({ multiplier: 2, maxMs: 300_000, jitter: 0 }),
   halfOpen: Object.freeze({ trials: 1, queue: 0, maxWaitMs: 1000 }),
   retryAfterMaxMs: 600_000,
+  outlier: Object.freeze({ consecutiveFailures: 5, ejectionTimeMs: 30_000, maxEjectionTimeMs: 300_000, maxEjectedPercent: 0.1 }),
+  discoveryRefreshMs: 10_000,
 });
 
 /** True when `status` falls in one of the ranges. */

@@ -84,6 +84,11 @@ describe('config JSON Schema', () => {
     ['a failure status out of range', svc('    failureStatuses: [700]\n')],
     ['a URL that is not http(s)', 'services:\n  product:\n    url: ftp://p\n'],
     ['a service without a url', 'services:\n  product:\n    threshold: 3\n'],
+    ['a service with url and endpoints', 'services:\n  product:\n    url: http://p\n    endpoints: [http://q]\n'],
+    ['endpoints that are not URLs', 'services:\n  product:\n    endpoints: [p:8000]\n'],
+    ['an unknown balance', svc('    balance: random\n')],
+    ['an unknown outlier key', svc('    outlier: { consecutive: 3 }\n')],
+    ['a DNS server that is a host name', svc('    discovery: { dns: true, servers: [ns.local] }\n')],
     ['an upper-case service name', 'services:\n  Product:\n    url: http://p\n'],
     ['a port out of range', `listen: { port: 70000 }\n${svc('')}`],
     ['maxConnections below 1', `listen: { maxConnections: 0 }\n${svc('')}`],
@@ -99,7 +104,13 @@ describe('config JSON Schema', () => {
   }
 
   test('only validate refuses what JSON Schema cannot state (documented in docs/configuration.md)', () => {
-    for (const yaml of [svc('    cooldown: 0ms\n'), svc('    failureStatuses: [599-500]\n'), 'services: {}\n']) {
+    for (const yaml of [
+      svc('    cooldown: 0ms\n'),
+      svc('    failureStatuses: [599-500]\n'),
+      'services: {}\n',
+      'services:\n  product:\n    endpoints: [http://a:1, https://b:1]\n',
+      'services:\n  product:\n    endpoints: [http://a:1, http://b:1]\n    discovery: { dns: true }\n',
+    ]) {
       assert.equal(schemaAccepts(yaml), true, yaml);
       assert.equal(validateAccepts(yaml), false, yaml);
     }
