@@ -3,6 +3,7 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 import type { ServiceRegistry } from './upstream/registry.js';
 import { formatDuration } from './config/duration.js';
 import type { ProxyHandler } from './proxy/handler.js';
+import { describeEndpointEvent } from './upstream/endpoints.js';
 
 export type { Logger };
 
@@ -62,13 +63,29 @@ export function attachLogs(log: Logger, registry: ServiceRegistry, handler: Prox
     else log.info(fields, `Circuit closed for ${t.service}${o}`);
   });
   registry.on('failure', (f) => {
-    const fields = { service: f.service, reason: f.reason, requestId: f.requestId, code: f.code, stale: f.stale || undefined };
+    const fields = {
+      service: f.service,
+      reason: f.reason,
+      requestId: f.requestId,
+      code: f.code,
+      endpoint: f.endpoint || undefined,
+      stale: f.stale || undefined,
+    };
     const svc = registry.get(f.service);
     const o = observing(f.service);
     if (f.reason === 'timeout')
       log.warn(fields, `${f.service} timed out after ${svc ? formatDuration(svc.config.call.timeoutMs) : '?'}${o}`);
     else if (f.reason === 'status') log.warn(fields, `${f.service} answered with failure ${f.detail}${o}`);
     else log.warn(fields, `${f.service} unreachable: ${f.detail}${o}`);
+  });
+  registry.on('endpoint', (e) => {
+    const fields = { service: e.service, endpoint: e.endpoint, state: e.state, reason: e.reason, ejection: e.ejection };
+    if (e.state === 'ejected') log.warn(fields, describeEndpointEvent(e));
+    else log.info(fields, describeEndpointEvent(e));
+  });
+  registry.on('discovery', (d) => {
+    if (d.ok) log.info({ service: d.service, addresses: d.addresses }, `${d.service} discovery: ${d.addresses?.length ?? 0} address(es)`);
+    else log.warn({ service: d.service, error: d.error }, `${d.service} discovery failed, keeping the last good set: ${d.error}`);
   });
   handler.on('wouldReject', (service, reason) =>
     log.debug({ service, reason }, `${service}: would reject (${reason}), forwarded (observe)`),

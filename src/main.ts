@@ -117,18 +117,24 @@ export function validate(file: string, overrides: ConfigOverrides): number {
   }
   const rows = [...config.services.values()].map((s) => [
     s.name,
-    s.url,
+    targetSummary(s),
     String(s.circuit.threshold),
     formatDuration(s.circuit.cooldownMs),
     formatDuration(s.call.timeoutMs),
     s.call.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(',') || '-',
-    policySummary(s),
+    [policySummary(s), upstreamSummary(s)].filter((x) => x !== '-').join('; ') || '-',
   ]);
   process.stdout.write(
     `${file}: ok\nlisten ${config.listen.host}:${config.listen.port}, admin ${config.admin.host}:${config.admin.port}\n\n`,
   );
   process.stdout.write(table(['SERVICE', 'URL', 'THRESHOLD', 'COOLDOWN', 'TIMEOUT', 'FAILURE STATUSES', 'POLICIES'], rows));
   for (const s of config.services.values()) {
+    const u = s.upstream;
+    if (u.outlier !== undefined && u.endpoints.length === 1 && u.discovery === undefined) {
+      process.stdout.write(
+        `note: ${s.name}: outlier is set but the service has one endpoint: nothing to eject, the circuit alone decides\n`,
+      );
+    }
     const slowMs = s.call.slowCallMs;
     if (slowMs !== undefined && slowMs >= s.call.timeoutMs) {
       process.stdout.write(
@@ -139,20 +145,43 @@ export function validate(file: string, overrides: ConfigOverrides): number {
   return ExitCode.ok;
 }
 
+/** Where a service's requests go, for the URL column: the URL, the endpoint list, or the name DNS resolves. */
+function targetSummary(s: ServiceConfig): string {
+  const u = s.upstream;
+  if (u.discovery !== undefined) return `${s.url} (dns every ${formatDuration(u.discovery.refreshMs)})`;
+  return u.endpoints.length > 1 ? `${u.endpoints.length} endpoints: ${s.url}` : s.url;
+}
+
+/** Balancing and outlier ejection in one cell (docs/endpoints.md); `-` for one URL. */
+function upstreamSummary(s: ServiceConfig): string {
+  const u = s.upstream;
+  if (u.endpoints.length === 1 && u.discovery === undefined) return '-';
+  const parts: string[] = [u.balance];
+  const o = u.outlier;
+  if (o !== undefined) {
+    parts.push(
+      `outlier ${o.consecutiveFailures} in a row${o.failureRate ? ` or ${percent(o.failureRate.ratio)} of >=${o.failureRate.minRequests}` : ''}, ` +
+        `eject n x ${formatDuration(o.ejectionTimeMs)} (max ${formatDuration(o.maxEjectionTimeMs)}, ${percent(o.maxEjectedPercent)} at once)`,
+    );
+  }
+  return parts.join(', ');
+}
+
 /** The trip and recovery policies of a service in one cell (docs/policies.md); `-` for the default rule alone. */
 function policySummary(svc: ServiceConfig): string {
-  const pct = percent;
   const s = svc.circuit;
   const parts: string[] = [];
   if (s.failureRate)
-    parts.push(`failureRate ${pct(s.failureRate.ratio)} of >=${s.failureRate.minRequests} in ${formatDuration(s.failureRate.windowMs)}`);
+    parts.push(
+      `failureRate ${percent(s.failureRate.ratio)} of >=${s.failureRate.minRequests} in ${formatDuration(s.failureRate.windowMs)}`,
+    );
   if (s.slowCalls)
     parts.push(
-      `slowCalls >${formatDuration(s.slowCalls.durationMs)} ${pct(s.slowCalls.ratio)} of >=${s.slowCalls.minRequests} in ${formatDuration(s.slowCalls.windowMs)}`,
+      `slowCalls >${formatDuration(s.slowCalls.durationMs)} ${percent(s.slowCalls.ratio)} of >=${s.slowCalls.minRequests} in ${formatDuration(s.slowCalls.windowMs)}`,
     );
   if (s.backoff)
     parts.push(
-      `backoff x${s.backoff.multiplier} max ${formatDuration(s.backoff.maxMs)}${s.backoff.jitter ? ` ±${pct(s.backoff.jitter)}` : ''}`,
+      `backoff x${s.backoff.multiplier} max ${formatDuration(s.backoff.maxMs)}${s.backoff.jitter ? ` ±${percent(s.backoff.jitter)}` : ''}`,
     );
   if (s.halfOpen.trials > 1 || s.halfOpen.queue > 0)
     parts.push(

@@ -56,6 +56,7 @@ export class CircuitProxy {
     this.log = options.log ?? createLogger();
     this.registry = new ServiceRegistry(config);
     this.forwarder = new Forwarder();
+    this.registry.on('drained', (endpoint) => this.forwarder.release(endpoint));
     this.handler = new ProxyHandler(this.registry, this.forwarder);
     this.metrics = new ProxyMetrics(this.registry, this.handler, { defaultMetrics: options.defaultMetrics !== false });
     attachLogs(this.log, this.registry, this.handler, options.accessLog === true);

@@ -78,6 +78,7 @@ function render(services: readonly ServiceStats[], color: boolean): string {
       String(b.requests),
       String(b.rejected),
       String(b.rps),
+      endpointsCell(b),
       b.lastTrip ? `${ago(now, b.lastTrip.at)}: ${b.lastTrip.reason}` : '-',
     ];
   });
@@ -86,7 +87,17 @@ function render(services: readonly ServiceStats[], color: boolean): string {
     if (!color || row < 0 || col !== 1) return cell;
     return `${colors[services[row]!.state] ?? ''}${cell}\x1b[0m`;
   };
-  return table(['SERVICE', 'STATE', 'FAILURES', 'NEXT PROBE IN', 'REQUESTS', 'REJECTED', 'REQ/S', 'LAST TRIP'], rows, paint);
+  return table(['SERVICE', 'STATE', 'FAILURES', 'NEXT PROBE IN', 'REQUESTS', 'REJECTED', 'REQ/S', 'ENDPOINTS', 'LAST TRIP'], rows, paint);
+}
+
+/** `active/total`, and which are ejected; `-` for a service with one URL (docs/endpoints.md). */
+function endpointsCell(b: ServiceStats): string {
+  const eps = b.endpoints;
+  if (eps === undefined) return '-';
+  const current = eps.filter((e) => e.state !== 'draining');
+  const out = current.filter((e) => e.state === 'ejected').map((e) => `${e.address} ejected`);
+  const head = `${current.length - out.length}/${current.length} active`;
+  return out.length ? `${head} (${out.join(', ')})` : head;
 }
 
 function ago(now: number, iso: string): string {

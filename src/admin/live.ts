@@ -61,6 +61,7 @@ export class LiveState {
     private readonly counts: Totals,
   ) {
     registry.on('transition', (t) => this.onTransition(t));
+    registry.on('endpoint', (e) => this.broadcast('endpoint', { ...e, stats: this.stats(e.service) }));
     registry.on('removed', (name) => {
       this.history.delete(name);
       this.series.delete(name);
@@ -83,7 +84,7 @@ export class LiveState {
     return this.streams.size;
   }
 
-  /** `GET /events`: a `snapshot` at once, `transition` as they happen, `stats` every second. */
+  /** `GET /events`: a `snapshot` at once, `transition` and `endpoint` as they happen, `stats` every second. */
   openStream(req: IncomingMessage, res: ServerResponse): boolean {
     if (this.streams.size >= MAX_STREAMS) return false;
     res.writeHead(200, {

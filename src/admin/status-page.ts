@@ -48,6 +48,12 @@ export const STATUS_PAGE = String.raw`<!doctype html>
   .actions { display: flex; gap: 8px; }
   button { font: inherit; font-size: 13px; font-weight: 600; padding: 6px 12px; border-radius: 7px; border: 1px solid var(--line); background: #fff; color: var(--ink); cursor: pointer; }
   button:hover { border-color: var(--accent); } button.danger { color: var(--open); } button:disabled { opacity: .5; cursor: default; }
+  ul.endpoints { list-style: none; margin: 0; padding: 0; font-size: 12px; display: flex; flex-direction: column; gap: 3px; }
+  ul.endpoints li { display: flex; gap: 8px; align-items: baseline; padding: 3px 8px; border-radius: 6px; background: var(--bg); overflow-wrap: anywhere; }
+  ul.endpoints li b { font-weight: 600; font-variant-numeric: tabular-nums; }
+  ul.endpoints li span { margin-left: auto; color: var(--muted); white-space: nowrap; }
+  ul.endpoints li.ejected { background: var(--open-bg); color: var(--open); } ul.endpoints li.ejected span { color: var(--open); }
+  ul.endpoints li.draining { opacity: .6; }
   .note { font-size: 12px; color: var(--muted); min-height: 1em; }
   .empty { padding: 40px 20px; color: var(--muted); }
   @media (max-width: 480px) { header { padding: 12px 14px; } main { padding: 12px; grid-template-columns: 1fr; } .conn { margin-left: 0; width: 100%; } }
@@ -172,6 +178,26 @@ export const STATUS_PAGE = String.raw`<!doctype html>
     var legend = el("div", "spark-legend");
     legend.appendChild(el("span", "", "5 min ago")); legend.appendChild(el("span", "", "req/s and error % · now"));
     c.appendChild(legend);
+    if (s.endpoints && s.endpoints.length) {
+      var ul = el("ul", "endpoints");
+      s.endpoints.forEach(function (ep) {
+        var li = el("li", ep.state);
+        li.setAttribute("data-endpoint", ep.address);
+        li.setAttribute("data-endpoint-state", ep.state);
+        li.appendChild(el("b", "", ep.address));
+        var why = el("span");
+        if (ep.state === "ejected") {
+          why.setAttribute("data-ejected-until", String(Date.parse(ep.ejectedUntil)));
+          why.setAttribute("data-ejection", String(ep.ejection));
+          li.title = ep.reason || "";
+        } else {
+          why.textContent = ep.state + " · " + ep.requests + " req, " + ep.failures + " failed (1 min) · " + ep.inFlight + " in flight";
+        }
+        li.appendChild(why);
+        ul.appendChild(li);
+      });
+      c.appendChild(ul);
+    }
     if (s.state === "open") {
       var p = el("div", "probe");
       p.setAttribute("data-probe", String(s.forced ? 0 : s.nextProbeAt));
@@ -242,6 +268,10 @@ export const STATUS_PAGE = String.raw`<!doctype html>
       var s = Math.max(0, Math.ceil((at - Date.now()) / 1000));
       p.textContent = "next probe in " + s + "s";
     });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-ejected-until]"), function (w) {
+      var left = Math.max(0, Math.ceil((Number(w.getAttribute("data-ejected-until")) - Date.now()) / 1000));
+      w.textContent = "ejected (" + w.getAttribute("data-ejection") + ") · back in " + left + "s · " + (w.parentNode.title || "");
+    });
   }
   setInterval(tickProbes, 250);
 
@@ -269,6 +299,10 @@ export const STATUS_PAGE = String.raw`<!doctype html>
   es.addEventListener("stats", function (e) {
     JSON.parse(e.data).services.forEach(function (s) { if (s) update(s, false); });
     render();
+  });
+  es.addEventListener("endpoint", function (e) {
+    var ev = JSON.parse(e.data);
+    if (ev.stats) { update(ev.stats, true); render(); }
   });
   es.addEventListener("transition", function (e) {
     var t = JSON.parse(e.data);

@@ -32,6 +32,8 @@ export interface FailureEvent {
   /** Node error code when there was one. */
   readonly code: string | undefined;
   readonly requestId: string | undefined;
+  /** The endpoint the failed attempt went to (`host:port`). */
+  readonly endpoint: string;
   /** True when the outcome belonged to an earlier state and did not count. */
   readonly stale: boolean;
 }
@@ -285,7 +287,15 @@ export class Circuit {
   /** The upstream failed the request (an attempt's outcome). */
   failure(ticket: number, o: UpstreamOutcome): void {
     const stale = !this.isCurrent(ticket);
-    this.events.emit('failure', { service: this.name, reason: o.reason, detail: o.cause, code: o.code, requestId: o.requestId, stale });
+    this.events.emit('failure', {
+      service: this.name,
+      reason: o.reason,
+      detail: o.cause,
+      code: o.code,
+      requestId: o.requestId,
+      endpoint: o.endpoint,
+      stale,
+    });
     if (stale) return;
     if (ticket & 1) {
       this.trip(`trial request failed: ${o.cause}`, o.retryAfterMs);

@@ -3,6 +3,7 @@ import { STATE_VALUE, type BreakerState, type Circuit, type WindowSnapshot } fro
 import { FAILURE_REASONS } from '../outcome.js';
 import type { Completed } from '../proxy/call.js';
 import type { ServiceRegistry } from '../upstream/registry.js';
+import type { Endpoint } from '../upstream/endpoints.js';
 import type { Service } from '../upstream/service.js';
 import type { ProxyHandler, WouldRejectReason } from '../proxy/handler.js';
 import { LabelCache, NO_LABELS, registerFamily, SampledFamily, type Emit, type Labels } from './family.js';
@@ -50,6 +51,16 @@ const WOULD_REJECT: readonly WouldRejectReason[] = ['open', 'half_open', 'bulkhe
 const WOULD_REJECT_LABELS: readonly Labels[] = WOULD_REJECT.map((reason) => Object.freeze({ reason }));
 const REASON = FAILURE_REASONS.map((reason) => Object.freeze({ reason }));
 const REASON_INDEX = new Map(FAILURE_REASONS.map((r, i) => [r, i]));
+const ENDPOINT_OUTCOME = {
+  success: Object.freeze({ outcome: 'success' }),
+  failure: Object.freeze({ outcome: 'failure' }),
+  abandoned: Object.freeze({ outcome: 'abandoned' }),
+};
+const ENDPOINT_STATE = {
+  active: Object.freeze({ state: 'active' }),
+  ejected: Object.freeze({ state: 'ejected' }),
+  draining: Object.freeze({ state: 'draining' }),
+};
 
 /**
  * prom-client metrics (docs/observability.md), fed only by breaker and proxy events. Per-service series exist
@@ -77,6 +88,23 @@ export class ProxyMetrics {
         type,
         (emit) => {
           for (const s of series.values()) emit(value(s), NO_LABELS, s.labels);
+        },
+        zero,
+      );
+    /** A per-service counter with samples only for the services where `present` holds. */
+    const perServiceWhere = (
+      name: string,
+      help: string,
+      present: (s: ServiceSeries) => boolean,
+      value: (s: ServiceSeries) => number,
+      zero: () => void,
+    ) =>
+      family(
+        name,
+        help,
+        'counter',
+        (emit) => {
+          for (const s of series.values()) if (present(s)) emit(value(s), NO_LABELS, s.labels);
         },
         zero,
       );
@@ -171,6 +199,56 @@ export class ProxyMetrics {
         for (const s of series.values()) for (const [code, n] of s.codes) emit(n, CODE.get(code), s.labels);
       },
       zeroAll((s) => s.codes.forEach((_n, code) => s.codes.set(code, 0))),
+    );
+    /** Each endpoint of the services that have several (or discover them), draining ones included until their last request ends. */
+    const perEndpoint = (emitFor: (ep: Endpoint, emit: Emit) => void) => (emit: Emit) => {
+      for (const s of series.values()) {
+        const set = s.service.endpoints;
+        if (set.several) for (const ep of set.withDraining) emitFor(ep, emit);
+      }
+    };
+    family(
+      'proxy_endpoint_requests_total',
+      'Decided requests per endpoint by outcome (success, failure; abandoned: the client left or was at fault).',
+      'counter',
+      perEndpoint((ep, emit) => {
+        emit(ep.successes, ENDPOINT_OUTCOME.success, ep.labels);
+        emit(ep.failures, ENDPOINT_OUTCOME.failure, ep.labels);
+        emit(ep.abandoned, ENDPOINT_OUTCOME.abandoned, ep.labels);
+      }),
+      zeroAll((s) => s.service.endpoints.withDraining.forEach((ep) => (ep.successes = ep.failures = ep.abandoned = 0))),
+    );
+    family(
+      'proxy_endpoint_ejected',
+      '1 while outlier ejection keeps the endpoint out of rotation.',
+      'gauge',
+      perEndpoint((ep, emit) => emit(ep.state === 'ejected' ? 1 : 0, NO_LABELS, ep.labels)),
+    );
+    family(
+      'proxy_endpoint_ejections_total',
+      'Times the endpoint was ejected.',
+      'counter',
+      perEndpoint((ep, emit) => emit(ep.ejectionsTotal, NO_LABELS, ep.labels)),
+      zeroAll((s) => s.service.endpoints.withDraining.forEach((ep) => (ep.ejectionsTotal = 0))),
+    );
+    family('proxy_endpoints', 'Endpoints of the service by state (active, ejected, draining).', 'gauge', (emit) => {
+      for (const s of series.values()) {
+        const set = s.service.endpoints;
+        if (!set.several) continue;
+        const all = set.withDraining;
+        const ejected = set.ejectedCount;
+        const draining = all.length - set.all.length;
+        emit(set.all.length - ejected, ENDPOINT_STATE.active, s.labels);
+        emit(ejected, ENDPOINT_STATE.ejected, s.labels);
+        emit(draining, ENDPOINT_STATE.draining, s.labels);
+      }
+    });
+    perServiceWhere(
+      'proxy_discovery_errors_total',
+      'DNS resolutions of the service that failed or came back empty (the last good set kept serving).',
+      (s) => s.service.config.upstream.discovery !== undefined,
+      (s) => s.service.discoveryErrors,
+      zeroAll((s) => (s.service.discoveryErrors = 0)),
     );
     this.duration = new LatencyHistogram(
       'proxy_request_duration_seconds',

@@ -6,6 +6,7 @@ import { failed, type OutcomeFields, type UpstreamOutcome } from '../outcome.js'
 import { retryAfterMs } from '../policy/retry-after.js';
 import { classifyUpstreamError } from './failure.js';
 import type { ForwardSink } from './forwarder.js';
+import type { Endpoint } from '../upstream/endpoints.js';
 
 /**
  * Where an attempt is (docs/architecture.md, "The attempt"):
@@ -32,6 +33,9 @@ export interface AttemptOwner {
   readonly requestId: string;
   readonly started: number;
   readonly hasBody: boolean;
+  /** The endpoint this attempt goes to, and where its outcome is reported for outlier ejection. */
+  readonly endpoint: Endpoint;
+  readonly endpoints: EndpointOutcomes;
   /** The client response can take nothing more. */
   readonly gone: boolean;
   /** The decision point: response headers of this attempt (its outcome already reported). */
@@ -41,6 +45,11 @@ export interface AttemptOwner {
   clientStalled(): void;
   finish(rawTrailers: readonly string[] | undefined): void;
   cut(): void;
+}
+
+/** Where an attempt's outcome counts for its endpoint (src/upstream/endpoints.ts). */
+export interface EndpointOutcomes {
+  outcome(ep: Endpoint, verdict: 'success' | 'failure' | 'abandoned', cause: string): void;
 }
 
 /** Where an attempt reports its outcome: the circuit the call was admitted by. */
@@ -247,6 +256,7 @@ export class Attempt implements ForwardSink {
     if (this.verdict === 'pending') {
       this.verdict = 'success';
       this.sink.success(this.call.ticket, this.slow);
+      this.call.endpoints.outcome(this.call.endpoint, 'success', '');
     }
   }
 
@@ -314,13 +324,14 @@ export class Attempt implements ForwardSink {
   private fail(fields: OutcomeFields): UpstreamOutcome {
     const o = failed({
       ...fields,
-      endpoint: this.call.config.target.host,
+      endpoint: this.call.endpoint.address,
       written: this.proxyReq !== undefined && fields.reason !== 'connect',
       slow: this.slow,
       requestId: this.call.requestId,
     });
     this.verdict = 'failure';
     this.sink.failure(this.call.ticket, o);
+    this.call.endpoints.outcome(this.call.endpoint, 'failure', o.cause);
     return o;
   }
 
@@ -328,6 +339,7 @@ export class Attempt implements ForwardSink {
     if (this.verdict !== 'pending') return;
     this.verdict = 'abandoned';
     this.sink.abandon(this.call.ticket);
+    this.call.endpoints.outcome(this.call.endpoint, 'abandoned', '');
   }
 }
 

@@ -5,6 +5,7 @@ import type { Circuit } from '../circuit/circuit.js';
 import { formatDuration } from '../config/duration.js';
 import type { CallPolicy, ServiceConfig } from '../config/types.js';
 import { statusForFailure, type UpstreamOutcome } from '../outcome.js';
+import type { Endpoint, EndpointSet } from '../upstream/endpoints.js';
 import type { Service } from '../upstream/service.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
 import type { Forwarder } from './forwarder.js';
@@ -61,6 +62,9 @@ export class Call implements Admittee, AttemptOwner {
   readonly policy: CallPolicy;
   readonly circuit: Circuit;
   readonly chain: AdmissionChain;
+  readonly endpoints: EndpointSet;
+  /** The endpoint the attempt goes to, picked when the call is forwarded. */
+  endpoint!: Endpoint;
   private attempt: Attempt | undefined;
 
   constructor(
@@ -73,6 +77,7 @@ export class Call implements Admittee, AttemptOwner {
     this.policy = this.config.call;
     this.circuit = service.circuit;
     this.chain = service.admission;
+    this.endpoints = service.endpoints;
   }
 
   /** The client's response can take nothing more. */
@@ -95,6 +100,9 @@ export class Call implements Admittee, AttemptOwner {
     prepareRequestHeaders(req.headers, this.requestId, req.socket.remoteAddress);
     this.hasBody = hasBody(req.headers);
     this.res.on('close', () => this.onClientClose());
+    const endpoint = this.endpoints.pick();
+    endpoint.inFlight += 1;
+    this.endpoint = endpoint;
     const attempt = new Attempt(this, this.circuit);
     this.attempt = attempt;
     try {
@@ -124,10 +132,12 @@ export class Call implements Admittee, AttemptOwner {
   /** The attempt failed before response headers: the problem answer (502, 504) naming the service. */
   failed(o: UpstreamOutcome): void {
     const name = this.config.name;
+    // With several endpoints, which one failed (docs/endpoints.md); one URL is the service itself.
+    const at = this.endpoints.several ? ` (endpoint ${o.endpoint})` : '';
     if (o.reason === 'timeout') {
-      this.problem(statusForFailure('timeout'), 'Gateway Timeout', `${name} timed out after ${formatDuration(this.policy.timeoutMs)}`);
+      this.problem(statusForFailure('timeout'), 'Gateway Timeout', `${name} timed out after ${formatDuration(this.policy.timeoutMs)}${at}`);
     } else {
-      this.problem(statusForFailure(o.reason), 'Bad Gateway', `${name} unreachable: ${o.cause}`);
+      this.problem(statusForFailure(o.reason), 'Bad Gateway', `${name} unreachable: ${o.cause}${at}`);
     }
   }
 
@@ -165,6 +175,7 @@ export class Call implements Admittee, AttemptOwner {
     const attempt = this.attempt!;
     if (!res.writableFinished) attempt.clientLeft();
     else attempt.end();
+    this.endpoints.done(this.endpoint);
     this.chain.release(this);
     const verdict = attempt.verdict;
     const left = verdict === 'abandoned' && !res.writableFinished;

@@ -11,11 +11,11 @@
  * before that event (http-proxy #1287): the body is handed to http-proxy as its documented
  * `buffer`, a {@link DeferredBody} that starts only in the `proxyReq` listener.
  */
-import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpAgent, type AgentOptions, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Stream } from 'node:stream';
 import httpProxy from 'http-proxy';
-import type { ServiceConfig } from '../config/types.js';
+import type { Endpoint } from '../upstream/endpoints.js';
 
 /** What the forwarder reports to; one per forwarded request. */
 export interface ForwardSink {
@@ -32,7 +32,8 @@ export interface ForwardSink {
 export interface UpstreamRequest {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
-  readonly config: ServiceConfig;
+  /** The endpoint the balancer picked: its address, its `Host`, its own keep-alive pool. */
+  readonly endpoint: Endpoint;
   /** Base path + rest + query, exactly as the upstream must see it. */
   readonly path: string;
   /** The client sent a body (otherwise the upstream request is just ended). */
@@ -116,54 +117,63 @@ function onProxyError(err: Error, _req: IncomingMessage, res: unknown): void {
 
 interface Route {
   readonly proxy: httpProxy;
-  /** `Host` sent upstream: the base URL's host (port only when not the scheme's default). */
-  readonly host: string;
+  readonly agent: HttpAgent | HttpsAgent;
 }
 
 export class Forwarder {
-  private readonly http: HttpAgent;
-  private readonly https: HttpsAgent;
-  private readonly routes = new WeakMap<ServiceConfig, Route>();
+  private readonly agentOptions: AgentOptions;
+  /** One http-proxy server and one keep-alive pool per endpoint (docs/endpoints.md, "Connections"). */
+  private readonly routes = new WeakMap<Endpoint, Route>();
+  private readonly agents = new Set<HttpAgent | HttpsAgent>();
 
   constructor(tuning: AgentTuning = DEFAULT_TUNING) {
-    const agentOptions = {
+    this.agentOptions = {
       keepAlive: true,
       scheduling: 'lifo' as const,
       maxFreeSockets: tuning.maxFreeSockets,
       timeout: tuning.freeSocketTimeoutMs,
     };
-    this.http = new HttpAgent(agentOptions);
-    this.https = new HttpsAgent(agentOptions);
   }
 
   /** Forwards `u.req` as `u` says; everything that happens to the upstream exchange is reported to `sink`. */
   forward(u: UpstreamRequest, sink: ForwardSink): void {
     const { req, res } = u;
-    const r = this.route(u.config);
-    req.headers.host = r.host;
+    const r = this.route(u.endpoint);
+    // The configured URL's host, for every endpoint: Node derives the TLS server name from it too.
+    req.headers.host = u.endpoint.host;
     (res as WithSink)[SINK] = sink;
     const body = new DeferredBody(req, u.path, u.hasBody, req.headers['transfer-encoding'] !== undefined);
     r.proxy.web(req, res, { buffer: body as unknown as Stream });
   }
 
-  /** Closes pooled sockets. */
-  destroy(): void {
-    this.http.destroy();
-    this.https.destroy();
+  /** An endpoint that left (reload or DNS) has no request left: its pooled sockets close. */
+  release(endpoint: Endpoint): void {
+    const r = this.routes.get(endpoint);
+    if (r === undefined) return;
+    this.routes.delete(endpoint);
+    this.agents.delete(r.agent);
+    r.agent.destroy();
   }
 
-  private route(service: ServiceConfig): Route {
-    let r = this.routes.get(service);
+  /** Closes pooled sockets. */
+  destroy(): void {
+    for (const a of this.agents) a.destroy();
+    this.agents.clear();
+  }
+
+  private route(endpoint: Endpoint): Route {
+    let r = this.routes.get(endpoint);
     if (r === undefined) {
-      const u = service.target;
+      const u = endpoint.url;
       const https = u.protocol === 'https:';
+      const agent = https ? new HttpsAgent(this.agentOptions) : new HttpAgent(this.agentOptions);
       const proxy = httpProxy.createProxyServer({
         target: {
           protocol: u.protocol,
           host: u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname,
           port: u.port || (https ? '443' : '80'),
         },
-        agent: https ? this.https : this.http,
+        agent,
         // The request line is set in `proxyReq` (above); the client's own target is not used.
         ignorePath: true,
         selfHandleResponse: true,
@@ -173,8 +183,9 @@ export class Forwarder {
       proxy.on('error', onProxyError);
       proxy.on('proxyRes', (proxyRes, _req, res) => sinkOf(res)?.onUpstreamResponse(proxyRes));
       proxy.on('end', (_req, res, proxyRes) => sinkOf(res)?.onUpstreamEnd(proxyRes));
-      r = { proxy, host: u.host };
-      this.routes.set(service, r);
+      r = { proxy, agent };
+      this.routes.set(endpoint, r);
+      this.agents.add(agent);
     }
     return r;
   }

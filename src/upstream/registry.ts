@@ -1,9 +1,8 @@
 import { EventEmitter } from 'node:events';
-import type { BreakerEvents } from '../circuit/circuit.js';
 import type { Config } from '../config/types.js';
-import { Service } from './service.js';
+import { Service, type ServiceEvents } from './service.js';
 
-export interface RegistryEvents extends BreakerEvents {
+export interface RegistryEvents extends ServiceEvents {
   /** A service appeared, or got a new circuit (startup or reload). */
   added: [Service];
   /** A service disappeared (reload). */
@@ -33,8 +32,8 @@ export class ServiceRegistry extends EventEmitter<RegistryEvents> {
   readonly rotate = new EventEmitter();
 
   /** The circuits' events go out through the registry itself. */
-  get events(): EventEmitter<BreakerEvents> {
-    return this as EventEmitter<BreakerEvents>;
+  get events(): EventEmitter<ServiceEvents> {
+    return this as EventEmitter<ServiceEvents>;
   }
 
   constructor(config?: Config) {

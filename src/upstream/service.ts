@@ -3,6 +3,8 @@ import { AdmissionChain, observed, type Gate } from '../admission/chain.js';
 import { Bulkhead, CircuitGate } from '../admission/gates.js';
 import { Circuit, type BreakerEvents, type BreakerState, type CircuitSnapshot } from '../circuit/circuit.js';
 import { keepsCircuit, type ServiceConfig } from '../config/types.js';
+import { Discovery, type Resolution } from './discovery.js';
+import { EndpointSet, type EndpointEvents, type EndpointSnapshot } from './endpoints.js';
 
 /** Admin-facing snapshot (`/breakers`, docs/observability.md). */
 export interface BreakerSnapshot extends CircuitSnapshot {
@@ -16,11 +18,28 @@ export interface BreakerSnapshot extends CircuitSnapshot {
   maxConcurrent?: number;
   /** True where an open circuit answers with a configured fallback. */
   fallback?: boolean;
+  /** Each endpoint, where the service has several or discovers them (docs/endpoints.md). */
+  endpoints?: EndpointSnapshot[];
+  /** The last DNS discovery error, while the last good set serves. */
+  discoveryError?: string;
 }
 
-/** What the Service needs from its registry to build a circuit. */
+/** A DNS discovery answer that changed something, or its first failure (logged once per change). */
+export interface DiscoveryEvent {
+  readonly service: string;
+  readonly ok: boolean;
+  readonly addresses?: readonly string[];
+  readonly error?: string;
+}
+
+/** What a service emits: its circuit's events, its endpoints' and its discovery's. */
+export interface ServiceEvents extends BreakerEvents, EndpointEvents {
+  discovery: [DiscoveryEvent];
+}
+
+/** What the Service needs from its registry to build a circuit and its endpoints. */
 export interface CircuitFactory {
-  readonly events: EventEmitter<BreakerEvents>;
+  readonly events: EventEmitter<ServiceEvents>;
   readonly rotate: EventEmitter;
 }
 
@@ -36,6 +55,12 @@ export class Service {
   private circuitNow: Circuit;
   readonly bulkhead = new Bulkhead();
   private chainNow: AdmissionChain;
+  /** Where its requests go, with outlier ejection; the same object across reloads. */
+  readonly endpoints: EndpointSet;
+  private discovery: Discovery | undefined;
+  /** DNS resolutions that failed or came back empty (`proxy_discovery_errors_total`). */
+  discoveryErrors = 0;
+  private lastDiscovery = '';
 
   constructor(
     config: ServiceConfig,
@@ -44,6 +69,9 @@ export class Service {
     this.cfg = config;
     this.circuitNow = this.newCircuit(config);
     this.chainNow = this.newChain();
+    // One emitter carries every kind; each part sees the events it emits (node's typed EventEmitter is invariant).
+    this.endpoints = new EndpointSet(config.name, config.upstream, factory.events as unknown as EventEmitter<EndpointEvents>);
+    this.startDiscovery();
   }
 
   get name(): string {
@@ -85,6 +113,14 @@ export class Service {
       this.circuitNow = this.newCircuit(next);
     }
     this.chainNow = this.newChain();
+    const before = this.discovery?.rule;
+    this.endpoints.reconfigure(next.upstream);
+    if (JSON.stringify(before) !== JSON.stringify(next.upstream.discovery)) {
+      this.discovery?.stop();
+      this.discovery = undefined;
+      this.lastDiscovery = '';
+      this.startDiscovery();
+    }
     return replace;
   }
 
@@ -99,15 +135,39 @@ export class Service {
       ...(a.mode === 'observe' ? { mode: a.mode } : {}),
       ...(a.maxConcurrent !== undefined ? { inFlight: this.inFlight, maxConcurrent: a.maxConcurrent } : {}),
       ...(c.call.fallback !== undefined ? { fallback: true } : {}),
+      ...(this.endpoints.several ? { endpoints: this.endpoints.snapshot() } : {}),
+      ...(this.lastDiscovery.startsWith('error:') ? { discoveryError: this.lastDiscovery.slice(6) } : {}),
     };
   }
 
   shutdown(): void {
     this.circuitNow.shutdown();
+    this.endpoints.shutdown();
+    this.discovery?.stop();
+  }
+
+  private startDiscovery(): void {
+    const rule = this.cfg.upstream.discovery;
+    if (rule === undefined) return;
+    this.discovery = new Discovery(rule, (r) => this.onResolution(r));
+    this.discovery.start();
+  }
+
+  /** A DNS answer: the endpoints follow a good one; a bad one is counted, and told once per change. */
+  private onResolution(r: Resolution): void {
+    const key = r.ok ? `ok:${r.addresses.join(',')}` : `error:${r.error}`;
+    if (r.ok) this.endpoints.resolved(r.addresses);
+    else this.discoveryErrors += 1;
+    if (key === this.lastDiscovery) return;
+    this.lastDiscovery = key;
+    this.factory.events.emit(
+      'discovery',
+      r.ok ? { service: this.name, ok: true, addresses: r.addresses } : { service: this.name, ok: false, error: r.error },
+    );
   }
 
   private newCircuit(c: ServiceConfig): Circuit {
-    return new Circuit(c.name, c.circuit, this.factory.events, this.factory.rotate);
+    return new Circuit(c.name, c.circuit, this.factory.events as unknown as EventEmitter<BreakerEvents>, this.factory.rotate);
   }
 
   /** Circuit, then bulkhead; observe mode wraps both. */

@@ -20,6 +20,7 @@ describe(
   { skip: !hasChromium && `no chromium at ${CHROMIUM} (apt-get install chromium)`, timeout: 60_000 },
   () => {
     let up: Upstream;
+    let bad: Upstream;
     let p: RunningProxy;
     let browser: Browser;
     let page: Page;
@@ -32,8 +33,13 @@ describe(
         if (req.url?.startsWith('/fail')) res.writeHead(503).end();
         else res.end('ok');
       });
+      bad = await startUpstream((req, res) => {
+        req.resume();
+        res.writeHead(503).end();
+      });
       p = await startProxy(
-        `defaults: { threshold: 2, cooldown: 30s }\nservices:\n  product:\n    url: ${up.url}\n    maxConcurrent: 16\n  cart:\n    url: ${up.url}\n    failureRate: { threshold: 50%, minRequests: 10 }\n  notification:\n    url: ${up.url}\n`,
+        `defaults: { threshold: 2, cooldown: 30s }\nservices:\n  product:\n    url: ${up.url}\n    maxConcurrent: 16\n  cart:\n    url: ${up.url}\n    failureRate: { threshold: 50%, minRequests: 10 }\n  notification:\n    url: ${up.url}\n` +
+          `  catalog:\n    endpoints: [${up.url}, ${bad.url}]\n    outlier: { consecutiveFailures: 1, ejectionTime: 1h }\n`,
       );
       browser = await chromium.launch({
         executablePath: CHROMIUM,
@@ -66,6 +72,7 @@ describe(
       await browser?.close();
       await p?.close();
       await up?.close();
+      await bad?.close();
     });
 
     test('a circuit forced open through the admin API turns its card open within 1 s, without a reload', async () => {
@@ -90,6 +97,20 @@ describe(
       );
       const trip = await page.textContent('[data-service="cart"] .trip');
       assert.match(trip ?? '', /2 consecutive failures: status 503/);
+    });
+
+    test('endpoints under their service: an ejected one in red with its countdown and reason, live', async () => {
+      await page.waitForSelector(`[data-service="catalog"] [data-endpoint="127.0.0.1:${bad.port}"][data-endpoint-state="active"]`);
+      for (let i = 0; i < 2; i++) await request(p.port, '/svc/catalog/x');
+      const sel = `[data-service="catalog"] [data-endpoint="127.0.0.1:${bad.port}"][data-endpoint-state="ejected"]`;
+      await page.waitForSelector(sel);
+      await page.waitForFunction(
+        `/^ejected \\(1\\) · back in 3[56]\\d\\ds · 1 consecutive failure: status 503$/.test(document.querySelector('${sel} span').textContent)`,
+      );
+      const colour = await page.evaluate(`getComputedStyle(document.querySelector('${sel}')).color`);
+      assert.equal(colour, 'rgb(198, 40, 40)', 'red');
+      const other = await page.textContent(`[data-service="catalog"] [data-endpoint="127.0.0.1:${up.port}"] span`);
+      assert.match(other ?? '', /^active · \d+ req, 0 failed \(1 min\) · 0 in flight$/);
     });
 
     test('screenshots at desktop and phone widths', async () => {
