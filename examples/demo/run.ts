@@ -1,14 +1,19 @@
 /**
  * `npm run demo`: the whole reference system as local processes, no Docker.
- * - six demo upstreams on 127.0.0.1:8001-8006,
- * - circuit-proxy (the real CLI, config/proxy.yaml) on :8080, admin on :9901,
+ * - six demo upstreams on 127.0.0.1:8001-8006, product with two more replicas on :8007 and :8008,
+ * - circuit-proxy (the real CLI) on :8080, admin on :9901, with config/proxy.yaml as shipped except
+ *   that product is its three replicas (`endpoints`, with outlier ejection: docs/endpoints.md),
  * - make-order on :8000, calling its dependencies through the proxy,
- * - a control endpoint on :8099 to take a service down and bring it back.
+ * - a control endpoint on :8099 to take a service down and bring it back, or make one replica fail.
  * Ctrl-C stops everything.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseDocument } from 'yaml';
 import { NODE_FLAGS } from '../../src/runtime.js';
 import { createMakeOrder } from '../make-order/app.js';
 import { DemoService, SERVICE_NAMES, type ServiceName } from './services.js';
@@ -20,13 +25,24 @@ const ORDER_PORT = Number(process.env.DEMO_MAKE_ORDER_PORT ?? 8000);
 const cooldown = process.env.CB_COOLDOWN_SECONDS ?? '10';
 
 const services = new Map<ServiceName, DemoService>(SERVICE_NAMES.map((name, i) => [name, new DemoService(name, BASE + i)]));
-for (const s of services.values()) await s.start();
+// Product as three replicas sharing one catalogue, as a Deployment with replicas: 3 would be.
+const product = services.get('product')!;
+const replicas = [product, new DemoService('product', BASE + 6, '127.0.0.1', product), new DemoService('product', BASE + 7, '127.0.0.1', product)];
+for (const s of [...services.values(), ...replicas.slice(1)]) await s.start();
 
 const env: NodeJS.ProcessEnv = { ...process.env, CB_COOLDOWN_SECONDS: cooldown };
 for (const [name, s] of services) env[`${name.toUpperCase()}_URL`] = `http://127.0.0.1:${s.port}`;
+
+// config/proxy.yaml as shipped (comments kept), product's url replaced by its three replicas.
+const configDir = mkdtempSync(join(tmpdir(), 'circuit-proxy-demo-'));
+const config = parseDocument(readFileSync(`${ROOT}config/proxy.yaml`, 'utf8'));
+config.deleteIn(['services', 'product', 'url']);
+config.setIn(['services', 'product', 'endpoints'], replicas.map((r) => `http://127.0.0.1:${r.port}`));
+config.setIn(['services', 'product', 'outlier'], { consecutiveFailures: 3, ejectionTime: '10s' });
+writeFileSync(join(configDir, 'proxy.yaml'), config.toString());
 const proxy = spawn(
   process.execPath,
-  [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--config', `${ROOT}config/proxy.yaml`, ...process.argv.slice(2)],
+  [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--config', join(configDir, 'proxy.yaml'), ...process.argv.slice(2)],
   { env, stdio: 'inherit', detached: true },
 ); // own process group: Ctrl-C reaches only us, we forward one SIGTERM
 
@@ -34,11 +50,21 @@ const makeOrder = createMakeOrder('http://127.0.0.1:8080');
 makeOrder.listen(ORDER_PORT, '127.0.0.1');
 
 const control = createServer((req, res) => {
+  const r = /^\/services\/product\/replicas\/([123])\/(fail|ok)$/.exec(req.url ?? '');
+  if (req.method === 'POST' && r) {
+    const replica = replicas[Number(r[1]) - 1]!;
+    replica.failing = r[2] === 'fail';
+    process.stdout.write(`\n>>> demo: product replica ${r[1]} (:${replica.port}) now answers ${replica.failing ? '503' : 'normally'}\n\n`);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ replica: Number(r[1]), port: replica.port, failing: replica.failing }) + '\n');
+    return;
+  }
   const m = /^\/services\/([a-z]+)\/(down|up|slow|fast)$/.exec(req.url ?? '');
   const svc = m ? services.get(m[1] as ServiceName) : undefined;
   if (req.method === 'POST' && m && svc) {
-    if (m[2] === 'slow' || m[2] === 'fast') svc.delayMs = m[2] === 'slow' ? 3000 : 0;
-    const change = m[2] === 'down' ? svc.stop() : m[2] === 'up' ? svc.start() : Promise.resolve();
+    // Product's switches act on all three replicas: "product is down" means the service.
+    const all = svc === product ? replicas : [svc];
+    if (m[2] === 'slow' || m[2] === 'fast') for (const s of all) s.delayMs = m[2] === 'slow' ? 3000 : 0;
+    const change = Promise.all(all.map((s) => (m[2] === 'down' ? s.stop() : m[2] === 'up' ? s.start() : Promise.resolve(0))));
     void change.then(() => {
       const speed = svc.delayMs > 0 ? `, answering after ${svc.delayMs} ms` : '';
       process.stdout.write(`\n>>> demo: ${svc.name}-service is now ${svc.up ? 'UP' : 'DOWN'}${speed}\n\n`);
@@ -57,7 +83,7 @@ control.listen(CONTROL, '127.0.0.1');
 process.stdout.write(`
 circuit-proxy demo
   proxy       http://localhost:8080/svc/<name>/...   (admin http://localhost:9901)
-  upstreams   ${[...services.values()].map((s) => `${s.name}:${s.port}`).join('  ')}
+  upstreams   ${[...services.values()].map((s) => (s === product ? `product:${replicas.map((p) => p.port).join(',')}` : `${s.name}:${s.port}`)).join('  ')}
   make-order  http://localhost:${ORDER_PORT}/ordering
   breaker     threshold ${process.env.CB_THRESHOLD ?? '3'}, cooldown ${cooldown}s (CB_THRESHOLD / CB_COOLDOWN_SECONDS)
 
@@ -77,6 +103,15 @@ Take product down and watch the circuit open (3 x 502, then 503 with Retry-After
 Bring it back; after the cooldown (${cooldown}s) one trial request closes the circuit:
   curl -s -X POST localhost:${CONTROL}/services/product/up
   sleep ${cooldown}; curl -s -i localhost:8080/svc/product/products/1/stock?quantity=2
+
+Product is three replicas (docs/endpoints.md): make replica 2 answer 503 and it is ejected after
+3 failures in a row on it, for 10 s (20 s the next time); every other request keeps succeeding and
+the circuit stays closed:
+  curl -s -X POST localhost:${CONTROL}/services/product/replicas/2/fail
+  for i in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' localhost:8080/svc/product/products/1; done; echo
+  curl -s localhost:9901/breakers/product    # "state":"closed", one endpoint "ejected" with its reason
+  npx circuit-proxy status                   # ENDPOINTS 2/3; the status page shows the countdown
+  curl -s -X POST localhost:${CONTROL}/services/product/replicas/2/ok
 
 Policies (docs/policies.md; config/proxy.yaml gives product slowCalls and a half-open queue).
 Make product slow (3 s per answer): five requests in flight trip the slow-call rule after 1 s,
@@ -110,7 +145,8 @@ const stop = (): void => {
   control.close();
   makeOrder.close();
   makeOrder.closeAllConnections();
-  void Promise.all([...services.values()].map((s) => s.stop())).then(() => undefined);
+  rmSync(configDir, { recursive: true, force: true });
+  void Promise.all([...services.values(), ...replicas].map((s) => s.stop())).then(() => undefined);
 };
 proxy.on('exit', (code) => {
   if (!stopping) process.stderr.write(`circuit-proxy exited with ${code}\n`);

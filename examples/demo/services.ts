@@ -138,12 +138,15 @@ export class DemoService {
   private readonly host: string;
   /** Milliseconds each answer waits before it is sent (the demo's "slow" switch); 0 by default. */
   delayMs = 0;
+  /** While true every request but /health gets 503 (the demo's "fail" switch for one replica). */
+  failing = false;
 
-  constructor(name: ServiceName, port = 0, host = '127.0.0.1') {
+  /** `replicaOf`: another instance of the same service whose data this one shares (a replica). */
+  constructor(name: ServiceName, port = 0, host = '127.0.0.1', replicaOf?: DemoService) {
     this.name = name;
     this.port = port;
     this.host = host;
-    this.routes = routesFor(name);
+    this.routes = replicaOf?.routes ?? routesFor(name);
   }
 
   get up(): boolean {
@@ -176,6 +179,7 @@ export class DemoService {
     req.on('end', () => {
       const path = (req.url ?? '/').split('?')[0]!;
       if (path === '/health') return send(res, 200, { service: this.name, status: 'ok' });
+      if (this.failing) return send(res, 503, { error: `${this.name} replica on port ${this.port} is failing (demo switch)` });
       let body: unknown;
       try {
         body = raw ? JSON.parse(raw) : undefined;

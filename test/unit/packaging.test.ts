@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Service } from 'kubernetes-models/v1/Service';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { BUILTIN } from '../../src/config/types.js';
@@ -189,6 +190,36 @@ describe('docker-compose.yml', () => {
       assert.doesNotMatch(published, new RegExp(`\\b${PORT}\\b`), 'the proxy port is not published');
     },
   );
+  test(
+    'examples/compose/replicas.yml: product scaled to 3, the sidecar reading the config with product found by DNS',
+    { skip: !compose1 && 'docker-compose not installed (apt-get install docker-compose)' },
+    () => {
+      const r = spawnSync('docker-compose', ['-f', `${ROOT}docker-compose.yml`, '-f', `${ROOT}examples/compose/replicas.yml`, 'config'], {
+        encoding: 'utf8',
+        cwd: ROOT,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const resolved = parseAllDocuments(r.stdout)[0]!.toJS();
+      assert.equal(resolved.services.product.deploy.replicas, 3);
+      // docker-compose 1.x prints a volume as "source:target:mode", 2.x as {source, target}.
+      const mounts = (resolved.services['circuit-proxy'].volumes as unknown[])
+        .map((v: any) => (typeof v === 'string' ? { source: v.split(':')[0], target: v.split(':')[1] } : v))
+        .filter((v: any) => v.target === '/etc/circuit-proxy/proxy.yaml');
+      assert.deepEqual(
+        mounts.map((v: any) => v.source),
+        [`${ROOT}examples/compose/proxy.yaml`],
+        'the override replaces the mount, not adds one',
+      );
+      const cfg = loadConfig(`${ROOT}examples/compose/proxy.yaml`, resolved.services['circuit-proxy'].environment);
+      const product = cfg.services.get('product')!;
+      assert.ok(product.upstream.discovery);
+      assert.ok(resolved.services.product.networks.default.aliases.includes(new URL(product.url).hostname));
+      // Apart from product's discovery and outlier, the same config as config/proxy.yaml.
+      const plain = loadConfig(`${ROOT}config/proxy.yaml`, resolved.services['circuit-proxy'].environment);
+      assert.deepEqual([...cfg.services.keys()], [...plain.services.keys()]);
+      for (const name of cfg.services.keys()) if (name !== 'product') assert.deepEqual(cfg.services.get(name), plain.services.get(name));
+    },
+  );
 });
 
 test('the Dockerfile needs no BuildKit frontend image and leaves no root-owned compile cache behind', () => {
@@ -206,7 +237,7 @@ test('the docker run example resolves host.docker.internal on a Linux engine too
 });
 
 describe('examples/kubernetes', () => {
-  const docs = ['deployment.yaml', 'configmap.yaml'].flatMap((f) =>
+  const docs = ['deployment.yaml', 'configmap.yaml', 'product-service.yaml'].flatMap((f) =>
     parseAllDocuments(read(`examples/kubernetes/${f}`)).map((d) => d.toJS()),
   );
   const deploy = docs.find((d) => d.kind === 'Deployment');
@@ -229,6 +260,7 @@ describe('examples/kubernetes', () => {
     // Required fields and types; the OpenAPI spec does not refuse unknown keys, so typos pass.
     new Deployment(deploy).validate();
     new ConfigMap(cm).validate();
+    new Service(docs.find((d) => d.kind === 'Service')).validate();
     const broken = structuredClone(deploy);
     delete broken.spec.selector;
     assert.throws(() => new Deployment(broken).validate(), /must have required property selector/);
@@ -240,6 +272,16 @@ describe('examples/kubernetes', () => {
     assert.equal(cfg.listen.host, '127.0.0.1', 'the sidecar proxy listens on loopback only');
     assert.equal(sidecar.volumeMounts[0].mountPath, '/etc/circuit-proxy');
     assert.deepEqual(sidecar.args, ['serve', '--config', '/etc/circuit-proxy/proxy.yaml']);
+  });
+  test("product is found through a headless Service: the config's discovery host is that Service's cluster name", () => {
+    const svc = docs.find((d) => d.kind === 'Service');
+    assert.equal(svc.spec.clusterIP, 'None', 'headless: DNS answers with every pod, not one virtual IP');
+    const product = parseConfig(cm.data['proxy.yaml'], {}).services.get('product')!;
+    assert.ok(product.upstream.discovery, 'product has discovery.dns');
+    const url = new URL(product.url);
+    assert.equal(url.hostname.split('.')[0], svc.metadata.name);
+    assert.equal(Number(url.port), svc.spec.ports[0].port);
+    assert.deepEqual(svc.spec.selector, { 'app.kubernetes.io/name': 'product' });
   });
 });
 
