@@ -3,12 +3,13 @@
  *
  * Processes: a keep-alive upstream (bench/upstream.ts), the baseline (bench/baseline.ts: bare
  * http-proxy 1.18.1, same agent settings), and circuit-proxy (the real CLI) with two services on
- * the same upstream: `product` (closed) and `held` (forced open through the admin API). When
+ * the same upstream: `product` (closed) and `held` (forced open through the admin API), and
+ * `replicas`: three endpoints (three listeners of the upstream process), round-robin, outlier set. When
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1. The
  * floor (bench/floor.ts: a bare Node server answering the open circuit's 503) is measured too: it
  * bounds what the open/closed ratio can be on the machine at hand.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 4) per round,
- * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / every policy / open / bulkhead rejection / fallback / floor, every other round in
+ * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / every policy / 3 endpoints / open / bulkhead rejection / fallback / floor, every other round in
  * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
  * at the same time (bench/paired.ts), and closed, open (a second proxy process) and floor likewise; RSS
  * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS);
@@ -79,7 +80,7 @@ async function settledUpstreamStats(url: string): Promise<{ connections: number;
  * through the admin API, `shed`'s bulkhead (maxConcurrent 1) filled by one request the upstream
  * never answers.
  */
-async function startCircuitProxy(cfg: string): Promise<{ child: ChildProcess; port: number }> {
+async function startCircuitProxy(cfg: string): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const child = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg]);
   const { port, adminPort } = await listeningPorts(child);
   await forceOpen(adminPort, 'held');
@@ -90,8 +91,13 @@ async function startCircuitProxy(cfg: string): Promise<{ child: ChildProcess; po
     if (((await r.json()) as { inFlight?: number }).inFlight === 1) break;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return { child, port };
+  return { child, port, adminPort };
 }
+
+/** A service of three endpoints, round-robin, outlier ejection set (docs/endpoints.md), none reached by the load. */
+const REPLICAS_SERVICE = (urls: readonly string[]): string =>
+  `  replicas:\n    endpoints: [${urls.join(', ')}]\n    balance: round-robin\n` +
+  `    outlier: { consecutiveFailures: 5, failureRate: { threshold: 50%, minRequests: 20, window: 30s }, ejectionTime: 30s }\n`;
 
 /** A fallback answer of the size a degraded list endpoint would send. */
 const FALLBACK_SERVICES = (url: string): string =>
@@ -120,23 +126,25 @@ async function main(): Promise<void> {
   process.stdout.write(
     `circuit-proxy bench: ${ROUNDS} rounds x ${SECONDS}s, ${CONNECTIONS} connections, load generator ${WRK ? 'wrk' : 'autocannon'}, taskset ${TASKSET ? 'yes (proxies on core 0, upstream + load on core 1)' : 'no'}\n`,
   );
-  const up = start(1, [`${ROOT}dist/bench/upstream.js`, '0']);
-  const upPort = await firstLine(up, (l) => l.port as number | undefined);
+  const up = start(1, [`${ROOT}dist/bench/upstream.js`, '0', '2']);
+  const [upPort, ...extraPorts] = await firstLine(up, (l) => (l.port ? [l.port as number, ...(l.extra as number[])] : undefined));
   const upUrl = `http://127.0.0.1:${upPort}`;
+  const replicaUrls = [upPort, ...extraPorts].map((p) => `http://127.0.0.1:${p}`);
   const base = start(0, [`${ROOT}dist/bench/baseline.js`, '0', upUrl]);
   const basePort = await firstLine(base, (l) => l.port as number | undefined);
   const floor = start(0, [`${ROOT}dist/bench/floor.js`, '0']);
   const floorPort = await firstLine(floor, (l) => l.port as number | undefined);
   const cfg = tempFile(
     'bench',
-    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n${POLICIES_SERVICE(upUrl)}${FALLBACK_SERVICES(upUrl)}`,
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n${POLICIES_SERVICE(upUrl)}${FALLBACK_SERVICES(upUrl)}${REPLICAS_SERVICE(replicaUrls)}`,
   );
-  const { child: cp, port } = await startCircuitProxy(cfg);
+  const { child: cp, port, adminPort } = await startCircuitProxy(cfg);
 
   const targets = {
     baseline: { pid: base.pid!, url: `http://127.0.0.1:${basePort}/items/1` },
     closed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/product/items/1` },
     policies: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/policies/items/1` },
+    endpoints: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/replicas/items/1` },
     open: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/held/items/1` },
     shed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/shed/items/1` },
     fallback: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/fallback/items/1` },
@@ -149,12 +157,13 @@ async function main(): Promise<void> {
     baseline: [],
     closed: [],
     policies: [],
+    endpoints: [],
     open: [],
     shed: [],
     fallback: [],
     floor: [],
   };
-  const order = ['baseline', 'closed', 'policies', 'open', 'shed', 'fallback', 'floor'] as const;
+  const order = ['baseline', 'closed', 'policies', 'endpoints', 'open', 'shed', 'fallback', 'floor'] as const;
   for (let r = 1; r <= ROUNDS; r++) {
     // ABBA: every other round runs in reverse, so a drift in machine speed favours no target.
     for (const name of r % 2 === 1 ? order : [...order].reverse()) {
@@ -179,6 +188,15 @@ async function main(): Promise<void> {
       },
     ]),
   ) as Record<keyof typeof targets, { rps: number; p50ms: number; p99ms: number; cpuUsPerRequest: number; rssMB: number }>;
+  // The several-endpoints service: every endpoint still in rotation after all its rounds, and the
+  // load spread over all three (round-robin).
+  const replicas = (await (await fetch(`http://127.0.0.1:${adminPort}/breakers/replicas`)).json()) as {
+    endpoints: Array<{ address: string; state: string; requests: number }>;
+  };
+  const endpointsNoneEjected = replicas.endpoints.length === 3 && replicas.endpoints.every((e) => e.state === 'active');
+  /** Per round, the endpoints service's req/s over the baseline's in that round: the spread of the ratio. */
+  const endpointsPerRound = rounds.endpoints.map((m, i) => round(m.rps / rounds.baseline[i]!.rps, 3));
+  process.stdout.write(`\nendpoints / baseline req/s per round: ${endpointsPerRound.join(' ')}; endpoints ${replicas.endpoints.map((e) => `${e.address} ${e.state}`).join(', ')}\n`);
   process.stdout.write(`\npaired: baseline and closed circuit loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
   const [, pairedClosed] = await pairedRounds(
     [
@@ -247,6 +265,9 @@ async function main(): Promise<void> {
   const ratios = {
     closedVsBaseline: Math.round((summary.closed.rps / summary.baseline.rps) * 1000) / 1000,
     policiesVsBaseline: Math.round((summary.policies.rps / summary.baseline.rps) * 1000) / 1000,
+    endpointsVsBaseline: Math.round((summary.endpoints.rps / summary.baseline.rps) * 1000) / 1000,
+    /** Lowest and highest per-round ratio: the interval around endpointsVsBaseline. */
+    endpointsVsBaselineRange: [Math.min(...endpointsPerRound), Math.max(...endpointsPerRound)],
     openVsClosed: Math.round((summary.open.rps / summary.closed.rps) * 100) / 100,
     /** The ceiling of openVsClosed on this machine: a bare Node server answering the same 503. */
     floorVsClosed: Math.round((summary.floor.rps / summary.closed.rps) * 100) / 100,
@@ -258,6 +279,7 @@ async function main(): Promise<void> {
     'closed >= 0.95x baseline rps': ratios.closedVsBaseline >= 0.95,
     'closed >= 0.95x baseline CPU per request (paired)': pairedClosed!.medianRatio >= 0.95,
     'every policy set (none reached) >= 0.90x baseline rps': ratios.policiesVsBaseline >= 0.9,
+    '3 endpoints (round-robin, outlier set, none ejected) >= 0.95x baseline rps': ratios.endpointsVsBaseline >= 0.95 && endpointsNoneEjected,
     'open >= 0.90x the floor rps': ratios.openVsFloor >= 0.9,
     'bulkhead rejection >= 0.85x the floor rps': ratios.shedVsFloor >= 0.85,
     'fallback answer >= 0.85x the floor rps': ratios.fallbackVsFloor >= 0.85,
@@ -322,6 +344,9 @@ async function main(): Promise<void> {
   process.stdout.write(row('bare http-proxy', summary.baseline, '1.00 (baseline)'));
   process.stdout.write(row('circuit-proxy closed', summary.closed, `${ratios.closedVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(row('closed, every policy', summary.policies, `${ratios.policiesVsBaseline.toFixed(3)}x baseline`));
+  process.stdout.write(
+    row('3 endpoints, outlier', summary.endpoints, `${ratios.endpointsVsBaseline.toFixed(3)}x baseline (rounds ${ratios.endpointsVsBaselineRange.join('-')})`),
+  );
   process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
   process.stdout.write(row('bulkhead rejection', summary.shed, `${ratios.shedVsFloor.toFixed(3)}x floor`));
   process.stdout.write(row('fallback answer', summary.fallback, `${ratios.fallbackVsFloor.toFixed(3)}x floor`));
@@ -355,13 +380,14 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 - Date: ${r.date}
 - Machine: ${r.machine.cpu}, ${r.machine.cores} cores; measured processes on Node ${r.machine.node}, every Node process started with \`${r.machine.nodeFlags}\` (as circuit-proxy ships: src/runtime.ts)
 - Load: ${r.machine.loadGenerator}, 91-byte JSON body from a keep-alive Node upstream; ${r.machine.taskset ? 'proxies pinned to core 0, upstream and load generator to core 1 (taskset)' : 'no pinning (taskset missing)'}
-- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / every policy / open / bulkhead rejection / fallback / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE).
+- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / every policy / 3 endpoints / open / bulkhead rejection / fallback / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE).
 
 | median of ${r.rounds.baseline.length} rounds | req/s | p50 ms | p99 ms | µs CPU/req | RSS MB | ratio |
 | --- | ---: | ---: | ---: | ---: | ---: | --- |
 | bare http-proxy | ${s.baseline.rps} | ${s.baseline.p50ms} | ${s.baseline.p99ms} | ${s.baseline.cpuUsPerRequest} | ${s.baseline.rssMB} | 1.00 (baseline) |
 | circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
 | circuit-proxy, closed, every policy set (none reached) | ${s.policies.rps} | ${s.policies.p50ms} | ${s.policies.p99ms} | ${s.policies.cpuUsPerRequest} | ${s.policies.rssMB} | ${r.ratios.policiesVsBaseline}x baseline |
+| circuit-proxy, closed, 3 endpoints (round-robin, outlier set, none ejected) | ${s.endpoints.rps} | ${s.endpoints.p50ms} | ${s.endpoints.p99ms} | ${s.endpoints.cpuUsPerRequest} | ${s.endpoints.rssMB} | ${r.ratios.endpointsVsBaseline}x baseline (per round ${r.ratios.endpointsVsBaselineRange.join(' to ')}) |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
 | bulkhead rejection (503, maxConcurrent full) | ${s.shed.rps} | ${s.shed.p50ms} | ${s.shed.p99ms} | ${s.shed.cpuUsPerRequest} | ${s.shed.rssMB} | ${r.ratios.shedVsFloor}x floor |
 | fallback answer (circuit open) | ${s.fallback.rps} | ${s.fallback.p50ms} | ${s.fallback.p99ms} | ${s.fallback.cpuUsPerRequest} | ${s.fallback.rssMB} | ${r.ratios.fallbackVsFloor}x floor |
