@@ -196,7 +196,9 @@ async function main(): Promise<void> {
   const endpointsNoneEjected = replicas.endpoints.length === 3 && replicas.endpoints.every((e) => e.state === 'active');
   /** Per round, the endpoints service's req/s over the baseline's in that round: the spread of the ratio. */
   const endpointsPerRound = rounds.endpoints.map((m, i) => round(m.rps / rounds.baseline[i]!.rps, 3));
-  process.stdout.write(`\nendpoints / baseline req/s per round: ${endpointsPerRound.join(' ')}; endpoints ${replicas.endpoints.map((e) => `${e.address} ${e.state}`).join(', ')}\n`);
+  process.stdout.write(
+    `\nendpoints / baseline req/s per round: ${endpointsPerRound.join(' ')}; endpoints ${replicas.endpoints.map((e) => `${e.address} ${e.state}`).join(', ')}\n`,
+  );
   process.stdout.write(`\npaired: baseline and closed circuit loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
   const [, pairedClosed] = await pairedRounds(
     [
@@ -279,7 +281,8 @@ async function main(): Promise<void> {
     'closed >= 0.95x baseline rps': ratios.closedVsBaseline >= 0.95,
     'closed >= 0.95x baseline CPU per request (paired)': pairedClosed!.medianRatio >= 0.95,
     'every policy set (none reached) >= 0.90x baseline rps': ratios.policiesVsBaseline >= 0.9,
-    '3 endpoints (round-robin, outlier set, none ejected) >= 0.95x baseline rps': ratios.endpointsVsBaseline >= 0.95 && endpointsNoneEjected,
+    '3 endpoints (round-robin, outlier set, none ejected) >= 0.95x baseline rps':
+      ratios.endpointsVsBaseline >= 0.95 && endpointsNoneEjected,
     'open >= 0.90x the floor rps': ratios.openVsFloor >= 0.9,
     'bulkhead rejection >= 0.85x the floor rps': ratios.shedVsFloor >= 0.85,
     'fallback answer >= 0.85x the floor rps': ratios.fallbackVsFloor >= 0.85,
@@ -345,7 +348,11 @@ async function main(): Promise<void> {
   process.stdout.write(row('circuit-proxy closed', summary.closed, `${ratios.closedVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(row('closed, every policy', summary.policies, `${ratios.policiesVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(
-    row('3 endpoints, outlier', summary.endpoints, `${ratios.endpointsVsBaseline.toFixed(3)}x baseline (rounds ${ratios.endpointsVsBaselineRange.join('-')})`),
+    row(
+      '3 endpoints, outlier',
+      summary.endpoints,
+      `${ratios.endpointsVsBaseline.toFixed(3)}x baseline (rounds ${ratios.endpointsVsBaselineRange.join('-')})`,
+    ),
   );
   process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
   process.stdout.write(row('bulkhead rejection', summary.shed, `${ratios.shedVsFloor.toFixed(3)}x floor`));

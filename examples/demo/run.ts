@@ -27,7 +27,11 @@ const cooldown = process.env.CB_COOLDOWN_SECONDS ?? '10';
 const services = new Map<ServiceName, DemoService>(SERVICE_NAMES.map((name, i) => [name, new DemoService(name, BASE + i)]));
 // Product as three replicas sharing one catalogue, as a Deployment with replicas: 3 would be.
 const product = services.get('product')!;
-const replicas = [product, new DemoService('product', BASE + 6, '127.0.0.1', product), new DemoService('product', BASE + 7, '127.0.0.1', product)];
+const replicas = [
+  product,
+  new DemoService('product', BASE + 6, '127.0.0.1', product),
+  new DemoService('product', BASE + 7, '127.0.0.1', product),
+];
 for (const s of [...services.values(), ...replicas.slice(1)]) await s.start();
 
 const env: NodeJS.ProcessEnv = { ...process.env, CB_COOLDOWN_SECONDS: cooldown };
@@ -37,7 +41,10 @@ for (const [name, s] of services) env[`${name.toUpperCase()}_URL`] = `http://127
 const configDir = mkdtempSync(join(tmpdir(), 'circuit-proxy-demo-'));
 const config = parseDocument(readFileSync(`${ROOT}config/proxy.yaml`, 'utf8'));
 config.deleteIn(['services', 'product', 'url']);
-config.setIn(['services', 'product', 'endpoints'], replicas.map((r) => `http://127.0.0.1:${r.port}`));
+config.setIn(
+  ['services', 'product', 'endpoints'],
+  replicas.map((r) => `http://127.0.0.1:${r.port}`),
+);
 config.setIn(['services', 'product', 'outlier'], { consecutiveFailures: 3, ejectionTime: '10s' });
 writeFileSync(join(configDir, 'proxy.yaml'), config.toString());
 const proxy = spawn(
@@ -55,7 +62,9 @@ const control = createServer((req, res) => {
     const replica = replicas[Number(r[1]) - 1]!;
     replica.failing = r[2] === 'fail';
     process.stdout.write(`\n>>> demo: product replica ${r[1]} (:${replica.port}) now answers ${replica.failing ? '503' : 'normally'}\n\n`);
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ replica: Number(r[1]), port: replica.port, failing: replica.failing }) + '\n');
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ replica: Number(r[1]), port: replica.port, failing: replica.failing }) + '\n');
     return;
   }
   const m = /^\/services\/([a-z]+)\/(down|up|slow|fast)$/.exec(req.url ?? '');
