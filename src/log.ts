@@ -87,6 +87,12 @@ export function attachLogs(log: Logger, registry: ServiceRegistry, handler: Prox
     if (d.ok) log.info({ service: d.service, addresses: d.addresses }, `${d.service} discovery: ${d.addresses?.length ?? 0} address(es)`);
     else log.warn({ service: d.service, error: d.error }, `${d.service} discovery failed, keeping the last good set: ${d.error}`);
   });
+  handler.on('retry', (e) =>
+    log.info(
+      { service: e.service, requestId: e.requestId, attempt: e.attempt, reason: e.reason, endpoint: e.endpoint, delayMs: e.delayMs },
+      `${e.service}: retrying after ${e.reason} at ${e.endpoint} (attempt ${e.attempt}, in ${e.delayMs}ms)`,
+    ),
+  );
   handler.on('wouldReject', (service, reason) =>
     log.debug({ service, reason }, `${service}: would reject (${reason}), forwarded (observe)`),
   );
@@ -101,6 +107,8 @@ export function attachLogs(log: Logger, registry: ServiceRegistry, handler: Prox
           outcome: c.outcome,
           durationMs: Math.round(c.durationSeconds * 1e6) / 1e3,
           requestId: c.requestId,
+          attempts: c.attempts,
+          noRetry: c.noRetry,
         },
         'request',
       );

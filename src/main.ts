@@ -122,7 +122,7 @@ export function validate(file: string, overrides: ConfigOverrides): number {
     formatDuration(s.circuit.cooldownMs),
     formatDuration(s.call.timeoutMs),
     s.call.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(',') || '-',
-    [policySummary(s), upstreamSummary(s)].filter((x) => x !== '-').join('; ') || '-',
+    [policySummary(s), upstreamSummary(s), retrySummary(s)].filter((x) => x !== '-').join('; ') || '-',
   ]);
   process.stdout.write(
     `${file}: ok\nlisten ${config.listen.host}:${config.listen.port}, admin ${config.admin.host}:${config.admin.port}\n\n`,
@@ -150,6 +150,16 @@ function targetSummary(s: ServiceConfig): string {
   const u = s.upstream;
   if (u.discovery !== undefined) return `${s.url} (dns every ${formatDuration(u.discovery.refreshMs)})`;
   return u.endpoints.length > 1 ? `${u.endpoints.length} endpoints: ${s.url}` : s.url;
+}
+
+/** The retry rule in one cell (docs/retries.md); `-` when off. */
+function retrySummary(s: ServiceConfig): string {
+  const r = s.call.retries;
+  if (r === undefined) return '-';
+  return (
+    `retries ${r.attempts} on ${r.on.join(',')} (idempotent only past connect), backoff ${formatDuration(r.baseMs)}-${formatDuration(r.maxMs)}, ` +
+    `budget ${percent(r.budgetRatio)} or ${r.minPerSecond}/s, body <=${r.bufferBytes} B`
+  );
 }
 
 /** Balancing and outlier ejection in one cell (docs/endpoints.md); `-` for one URL. */

@@ -84,6 +84,16 @@ export class AdmissionChain {
     });
   }
 
+  /**
+   * A retry's attempt is admitted like a request by the circuit (docs/retries.md); the call
+   * keeps its place at every other gate. A full half-open queue counts as a rejection: a retry
+   * does not wait in it.
+   */
+  readmit(a: Admittee): boolean {
+    for (const g of this.gates) if (g.kind === 'circuit') return g.admit(a) === 'admitted';
+    return true;
+  }
+
   /** The call ended: every gate gives back what it took. */
   release(a: Admittee): void {
     for (const g of this.gates) g.release(a);

@@ -20,6 +20,9 @@ import {
   type ProxyListenConfig,
   type DiscoveryRule,
   type OutlierRule,
+  type RetryRule,
+  type StatusRange,
+  isFailureStatus,
   type ServiceConfig,
   type UpstreamPolicy,
 } from './types.js';
@@ -158,6 +161,7 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
       failureStatuses: Object.freeze(v.failureStatuses.map((x) => Object.freeze({ ...x }))),
       slowCallMs: v.slowCalls?.duration,
       fallback: readFallback(r.where('fallback'), v.fallback, source, problems, lineOf),
+      retries: readRetries(name, r.where('retries'), v.retries, v.failureStatuses, problems, lineOf),
     });
     const circuit: CircuitPolicy = Object.freeze({
       threshold: v.threshold,
@@ -220,6 +224,44 @@ function windowRule(rule: { threshold: number; minRequests?: number; window?: nu
   windowMs: number;
 } {
   return { ratio: rule.threshold, minRequests: rule.minRequests ?? BUILTIN.minRequests, windowMs: rule.window ?? BUILTIN.windowMs };
+}
+
+/** `retries` with its defaults filled in (docs/retries.md); undefined when off. */
+function readRetries(
+  name: string,
+  path: readonly PropertyKey[],
+  raw: Tuning['retries'],
+  failureStatuses: readonly StatusRange[],
+  problems: ConfigProblem[],
+  lineOf: LineOf,
+): RetryRule | undefined {
+  if (raw === undefined) return undefined;
+  const b = BUILTIN.retries;
+  const rule: RetryRule = Object.freeze({
+    attempts: raw.attempts ?? b.attempts,
+    on: Object.freeze([...(raw.on ?? b.on)]),
+    baseMs: raw.backoff?.base ?? b.baseMs,
+    maxMs: raw.backoff?.max ?? b.maxMs,
+    budgetRatio: raw.budget?.ratio ?? b.budgetRatio,
+    minPerSecond: raw.budget?.minPerSecond ?? b.minPerSecond,
+    bufferBytes: raw.bufferBytes ?? b.bufferBytes,
+  });
+  rule.on.forEach((x, i) => {
+    // A retried answer is a failed attempt for the circuit and the endpoint: it must count as one.
+    if (typeof x === 'number' && !isFailureStatus(failureStatuses, x)) {
+      problems.push(at([...path, 'on', i], `${x} is not one of the failureStatuses of ${name}: only a failure is retried`, lineOf));
+    }
+  });
+  if (rule.maxMs < rule.baseMs) {
+    problems.push(
+      at(
+        [...path, 'backoff', 'max'],
+        `must be at least backoff.base (${formatDuration(rule.baseMs)}), got ${formatDuration(rule.maxMs)}`,
+        lineOf,
+      ),
+    );
+  }
+  return rule.attempts === 0 ? undefined : rule;
 }
 
 interface RawTarget {

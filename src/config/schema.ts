@@ -325,6 +325,85 @@ export function dnsServer(value: string): string | undefined {
   return value;
 }
 
+const SIZE_RULE = 'must be a size such as 64KiB, 1MiB or a number of bytes, from 0 to 16MiB';
+const SIZE_PATTERN = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB)?\s*$/;
+const SIZE_UNIT: Record<string, number> = { B: 1, KB: 1000, KiB: 1024, MB: 1_000_000, MiB: 1024 * 1024 };
+export const MAX_RETRY_BUFFER_BYTES = 16 * 1024 * 1024;
+
+/** `64KiB`, `1MiB`, `512B` or a bare number of bytes; bytes out. */
+function size(description: string, defaultValue: string) {
+  return z
+    .union(
+      [z.string(rule(SIZE_RULE)).regex(SIZE_PATTERN, rule(SIZE_RULE)), z.int(rule(SIZE_RULE)).min(0, rule(SIZE_RULE))],
+      rule(SIZE_RULE),
+    )
+    .meta({ description, default: defaultValue })
+    .transform((value, ctx) => {
+      const m = typeof value === 'number' ? undefined : SIZE_PATTERN.exec(value);
+      const bytes = typeof value === 'number' ? value : Math.round(Number(m![1]) * SIZE_UNIT[m![2] ?? 'B']!);
+      if (!(bytes >= 0 && bytes <= MAX_RETRY_BUFFER_BYTES)) {
+        ctx.issues.push({ code: 'custom', message: SIZE_RULE, input: value });
+        return z.NEVER;
+      }
+      return bytes;
+    });
+}
+
+const RETRY_ON_RULE = 'must be connect, reset, timeout or an HTTP status from 400 to 599';
+const retryOn = z.union(
+  [
+    z.enum(['connect', 'reset', 'timeout'], rule(RETRY_ON_RULE)),
+    z.int(rule(RETRY_ON_RULE)).min(400, rule(RETRY_ON_RULE)).max(599, rule(RETRY_ON_RULE)),
+  ],
+  rule(RETRY_ON_RULE),
+);
+const ATTEMPTS_RULE = 'must be an integer from 0 to 5';
+const retries = z
+  .strictObject(
+    {
+      attempts: z
+        .int(rule(ATTEMPTS_RULE))
+        .min(0, rule(ATTEMPTS_RULE))
+        .max(5, rule(ATTEMPTS_RULE))
+        .meta({ description: 'Extra attempts after the first; 0 turns retries off.', default: 2 })
+        .optional(),
+      on: z
+        .array(retryOn, rule('must be a list of connect, reset, timeout and statuses'))
+        .meta({
+          description: 'Failures that may be retried. connect: nothing was written, any method; the rest: idempotent requests only.',
+          default: ['connect', 'reset', 'timeout', 502, 503, 504],
+        })
+        .optional(),
+      backoff: z
+        .strictObject(
+          {
+            base: duration('Full jitter: before retry n, a wait drawn below min(max, base x 2^(n-1)).', '25ms').optional(),
+            max: duration('The longest wait between attempts; an upstream Retry-After above it means no retry.', '250ms').optional(),
+          },
+          MAPPING,
+        )
+        .meta({ description: 'The wait between attempts.' })
+        .optional(),
+      budget: z
+        .strictObject(
+          {
+            ratio: percentage("Retries in flight may be this share of the service's requests in flight.", false, '20%').optional(),
+            minPerSecond: z
+              .int(rule('must be an integer ≥ 0'))
+              .min(0, rule('must be an integer ≥ 0'))
+              .meta({ description: 'Beyond the ratio, this many retries may start each second.', default: 10 })
+              .optional(),
+          },
+          MAPPING,
+        )
+        .meta({ description: 'The retry budget: past it a failure is answered, not retried (counted).' })
+        .optional(),
+      bufferBytes: size('A request body up to this size is kept for replay; a larger one streams and is not retried.', '64KiB').optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'Retries that never send a write twice (off unless set; docs/retries.md).' });
+
 /** Keys that may stand under `defaults` or under a service. A rule under a service replaces the same rule under `defaults` whole. */
 const tuning = {
   threshold: threshold.optional(),
@@ -342,6 +421,7 @@ const tuning = {
   fallback: fallback.optional(),
   balance: balance.optional(),
   outlier: outlier.optional(),
+  retries: retries.optional(),
 };
 
 const CONNECTIONS_RULE = 'must be an integer from 1 to 1000000';

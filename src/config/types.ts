@@ -1,9 +1,10 @@
 /** Validated, frozen configuration: what the rest of the program reads. */
 import type { BackoffRule } from '../policy/backoff.js';
 import type { OutlierRule } from '../policy/outlier.js';
+import type { RetryRule } from '../policy/retry.js';
 import type { FailureRateRule, SlowCallRule } from '../policy/rules.js';
 
-export type { BackoffRule, FailureRateRule, OutlierRule, SlowCallRule };
+export type { BackoffRule, FailureRateRule, OutlierRule, RetryRule, SlowCallRule };
 
 /** Who is let through while half-open (docs/policies.md). */
 export interface HalfOpenRule {
@@ -61,6 +62,8 @@ export interface CallPolicy {
   readonly slowCallMs: number | undefined;
   /** What an open circuit answers instead of the 503 problem; off unless set. */
   readonly fallback: FallbackResponse | undefined;
+  /** Retries (docs/retries.md); off (undefined) unless set with attempts ≥ 1. */
+  readonly retries: RetryRule | undefined;
 }
 
 /** What shapes a service's circuit: a change of any of these gives the service a fresh circuit on reload. */
@@ -160,6 +163,15 @@ export const BUILTIN = Object.freeze({
   retryAfterMaxMs: 600_000,
   outlier: Object.freeze({ consecutiveFailures: 5, ejectionTimeMs: 30_000, maxEjectionTimeMs: 300_000, maxEjectedPercent: 0.1 }),
   discoveryRefreshMs: 10_000,
+  retries: Object.freeze({
+    attempts: 2,
+    on: Object.freeze(['connect', 'reset', 'timeout', 502, 503, 504] as const),
+    baseMs: 25,
+    maxMs: 250,
+    budgetRatio: 0.2,
+    minPerSecond: 10,
+    bufferBytes: 64 * 1024,
+  }),
 });
 
 /** True when `status` falls in one of the ranges. */

@@ -47,6 +47,7 @@ interface ServiceSeries {
 }
 
 const CODE = new LabelCache('code');
+const RETRY_REASON = new LabelCache('reason');
 const WOULD_REJECT: readonly WouldRejectReason[] = ['open', 'half_open', 'bulkhead'];
 const WOULD_REJECT_LABELS: readonly Labels[] = WOULD_REJECT.map((reason) => Object.freeze({ reason }));
 const REASON = FAILURE_REASONS.map((reason) => Object.freeze({ reason }));
@@ -163,6 +164,23 @@ export class ProxyMetrics {
       (s) => s.service.inFlight,
     );
     counter('proxy_bulkhead_rejected_total', 'Requests answered 503 because maxConcurrent were in flight.', 'shed');
+    family(
+      'proxy_retries_total',
+      'Retries started (docs/retries.md), by the failure retried: connect, reset, timeout or the status.',
+      'counter',
+      (emit) => {
+        for (const s of series.values())
+          for (const [reason, n] of s.service.retryBudget.byReason) emit(n, RETRY_REASON.get(reason), s.labels);
+      },
+      zeroAll((s) => s.service.retryBudget.byReason.clear()),
+    );
+    perService(
+      'proxy_retry_budget_exhausted_total',
+      'Failed attempts not retried because the retry budget was spent.',
+      'counter',
+      (s) => s.service.retryBudget.exhausted,
+      zeroAll((s) => (s.service.retryBudget.exhausted = 0)),
+    );
     family(
       'circuit_breaker_would_reject_total',
       'Observe mode: requests forwarded that enforce mode would have rejected, by reason (open, half_open, bulkhead).',

@@ -29,19 +29,20 @@ export interface AttemptOwner {
   readonly config: ServiceConfig;
   readonly policy: CallPolicy;
   readonly owner: { readonly clientBodyIdleMs: number };
-  readonly ticket: number;
   readonly requestId: string;
   readonly started: number;
   readonly hasBody: boolean;
-  /** The endpoint this attempt goes to, and where its outcome is reported for outlier ejection. */
-  readonly endpoint: Endpoint;
   readonly endpoints: EndpointOutcomes;
   /** The client response can take nothing more. */
   readonly gone: boolean;
-  /** The decision point: response headers of this attempt (its outcome already reported). */
+  /** The first attempt is sending the client's body: the call keeps a copy for a retry (docs/retries.md). */
+  keepBody(): void;
+  /** A failure status arrived (its outcome reported): true when the call retries instead of answering with it. */
+  retryInstead(o: UpstreamOutcome, from: Attempt): boolean;
+  /** The decision point: response headers of this attempt go to the client (its outcome already reported). */
   respond(proxyRes: IncomingMessage, trailers: boolean): void;
-  /** Failed before response headers: the call answers (502/504). */
-  failed(o: UpstreamOutcome): void;
+  /** Failed before response headers: the call retries or answers (502/504). */
+  failed(o: UpstreamOutcome, from: Attempt): void;
   clientStalled(): void;
   finish(rawTrailers: readonly string[] | undefined): void;
   cut(): void;
@@ -93,13 +94,21 @@ export class Attempt implements ForwardSink {
   private bodyStalled = false;
   private readonly policy: CallPolicy;
 
+  /**
+   * @param endpoint where this attempt goes, and where its outcome counts for outlier ejection
+   * @param ticket the circuit's admission of this attempt (each attempt is admitted: docs/retries.md)
+   * @param replay a retry, whose body is sent from memory: no client to wait on
+   */
   constructor(
     private readonly call: AttemptOwner,
     private readonly sink: OutcomeSink,
+    readonly endpoint: Endpoint,
+    readonly ticket: number,
+    private readonly replay: boolean,
   ) {
     this.policy = call.policy;
-    this.since = call.started;
-    if (call.hasBody && !call.req.complete) {
+    this.since = replay ? performance.now() : call.started;
+    if (!replay && call.hasBody && !call.req.complete) {
       this.phase = 'sending';
       this.wait(call.owner.clientBodyIdleMs);
     } else {
@@ -113,6 +122,8 @@ export class Attempt implements ForwardSink {
       proxyReq.destroy();
       return;
     }
+    // Same tick as the pipe, like the listeners below: every chunk is seen.
+    if (!this.replay && this.call.hasBody) this.call.keepBody();
     if (this.phase === 'sending') {
       // Attached in the same tick as the forwarder's pipe of the body, so no chunk flows past
       // either (a 'data' listener alone would start the body flowing).
@@ -149,7 +160,7 @@ export class Attempt implements ForwardSink {
       // Still no response headers: a slow call from this moment, while it is in flight.
       this.slowAt = Infinity;
       this.slow = true;
-      this.sink.slow(this.call.ticket);
+      this.sink.slow(this.ticket);
     }
     if (this.limitMs === Infinity) return;
     const due = this.since + this.limitMs;
@@ -181,7 +192,7 @@ export class Attempt implements ForwardSink {
   private timedOut(cause: string): void {
     const o = this.fail({ reason: 'timeout', cause, code: 'ETIMEDOUT' });
     this.cancel();
-    this.call.failed(o);
+    this.call.failed(o, this);
   }
 
   onUpstreamError(err: NodeJS.ErrnoException): void {
@@ -195,7 +206,7 @@ export class Attempt implements ForwardSink {
       return;
     }
     const c = classifyUpstreamError(err);
-    this.call.failed(this.fail({ reason: c.reason, cause: c.cause, code: err.code }));
+    this.call.failed(this.fail({ reason: c.reason, cause: c.cause, code: err.code }), this);
   }
 
   onUpstreamResponse(proxyRes: IncomingMessage): void {
@@ -209,13 +220,43 @@ export class Attempt implements ForwardSink {
     const status = proxyRes.statusCode ?? 502;
     if (isFailureStatus(this.policy.failureStatuses, status)) {
       const after = proxyRes.headers['retry-after'];
-      this.fail({
+      const o = this.fail({
         reason: 'status',
         cause: `status ${status}`,
         status,
         retryAfterMs: after === undefined ? undefined : retryAfterMs(after, Date.now(), Infinity),
       });
+      if (this.call.retryInstead(o, this)) {
+        // Held, unread, while the retry waits: if it does not happen after all (the circuit
+        // opened meanwhile), the client gets this answer, the last real one (docs/retries.md).
+        this.end();
+        return;
+      }
     }
+    this.relay(proxyRes);
+  }
+
+  /** The held failure response goes to the client after all; false when it is gone meanwhile (the call answers). */
+  deliver(): boolean {
+    const proxyRes = this.proxyRes;
+    if (proxyRes === undefined || proxyRes.destroyed || proxyRes.readableAborted) {
+      this.discard();
+      return false;
+    }
+    this.phase = 'streaming';
+    this.relay(proxyRes);
+    return true;
+  }
+
+  /** The held failure response is not wanted: a retry replaces it. Its connection goes (a body may still be coming). */
+  discard(): void {
+    this.end();
+    this.proxyRes?.destroy();
+    this.proxyReq?.destroy();
+  }
+
+  /** Response headers to the client, then the body as it comes. */
+  private relay(proxyRes: IncomingMessage): void {
     this.wait(this.policy.bodyIdleTimeoutMs);
     const req = this.call.req;
     this.trailers =
@@ -226,6 +267,7 @@ export class Attempt implements ForwardSink {
     this.call.respond(proxyRes, this.trailers);
     const res = this.call.res;
     proxyRes.on('close', () => this.onUpstreamClose(proxyRes));
+    proxyRes.on('end', () => this.onUpstreamEnd(proxyRes));
     // Not proxyRes.pipe(res): a pipe's listener setup and teardown on both streams costs more
     // than this loop for small responses. Back-pressure as pipe keeps it: see awaitDrain.
     proxyRes.on('data', (chunk: Buffer) => {
@@ -249,14 +291,14 @@ export class Attempt implements ForwardSink {
     });
   }
 
-  onUpstreamEnd(proxyRes: IncomingMessage): void {
+  private onUpstreamEnd(proxyRes: IncomingMessage): void {
     if (this.phase !== 'streaming' || !proxyRes.complete) return;
     this.end();
     this.call.finish(this.trailers && proxyRes.rawTrailers.length > 0 ? proxyRes.rawTrailers : undefined);
     if (this.verdict === 'pending') {
       this.verdict = 'success';
-      this.sink.success(this.call.ticket, this.slow);
-      this.call.endpoints.outcome(this.call.endpoint, 'success', '');
+      this.sink.success(this.ticket, this.slow);
+      this.call.endpoints.outcome(this.endpoint, 'success', '');
     }
   }
 
@@ -324,22 +366,22 @@ export class Attempt implements ForwardSink {
   private fail(fields: OutcomeFields): UpstreamOutcome {
     const o = failed({
       ...fields,
-      endpoint: this.call.endpoint.address,
+      endpoint: this.endpoint.address,
       written: this.proxyReq !== undefined && fields.reason !== 'connect',
       slow: this.slow,
       requestId: this.call.requestId,
     });
     this.verdict = 'failure';
-    this.sink.failure(this.call.ticket, o);
-    this.call.endpoints.outcome(this.call.endpoint, 'failure', o.cause);
+    this.sink.failure(this.ticket, o);
+    this.call.endpoints.outcome(this.endpoint, 'failure', o.cause);
     return o;
   }
 
   private abandon(): void {
     if (this.verdict !== 'pending') return;
     this.verdict = 'abandoned';
-    this.sink.abandon(this.call.ticket);
-    this.call.endpoints.outcome(this.call.endpoint, 'abandoned', '');
+    this.sink.abandon(this.ticket);
+    this.call.endpoints.outcome(this.endpoint, 'abandoned', '');
   }
 }
 

@@ -5,6 +5,7 @@ import type { Circuit } from '../circuit/circuit.js';
 import { formatDuration } from '../config/duration.js';
 import type { CallPolicy, ServiceConfig } from '../config/types.js';
 import { statusForFailure, type UpstreamOutcome } from '../outcome.js';
+import { mayRetry, retryDelay, type NoRetry } from '../policy/retry.js';
 import type { Endpoint, EndpointSet } from '../upstream/endpoints.js';
 import type { Service } from '../upstream/service.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
@@ -26,6 +27,23 @@ export interface Completed {
   readonly method: string;
   readonly path: string;
   readonly requestId: string;
+  /** Upstream attempts made (1 without a retry; 0 when none was). */
+  readonly attempts: number;
+  /** Why the last failed attempt was not retried, where retries are set and it failed. */
+  readonly noRetry?: NoRetry | 'budget' | 'circuit';
+}
+
+/** A retry about to start (logs, docs/retries.md). */
+export interface RetryEvent {
+  readonly service: string;
+  readonly requestId: string;
+  /** The attempt about to start (2 for the first retry). */
+  readonly attempt: number;
+  /** The failure retried, as `on` names it. */
+  readonly reason: string;
+  /** The endpoint that failed. */
+  readonly endpoint: string;
+  readonly delayMs: number;
 }
 
 /** Client closed before the response completed (nginx's convention). */
@@ -40,6 +58,7 @@ export interface CallOwner {
   readonly forwarder: Forwarder;
   completed(record: Completed): void;
   wouldReject(service: string, reason: WouldRejectReason): void;
+  retrying(e: RetryEvent): void;
 }
 
 /**
@@ -63,13 +82,31 @@ export class Call implements Admittee, AttemptOwner {
   readonly circuit: Circuit;
   readonly chain: AdmissionChain;
   readonly endpoints: EndpointSet;
-  /** The endpoint the attempt goes to, picked when the call is forwarded. */
+  /** The endpoint the current attempt goes to. */
   endpoint!: Endpoint;
   private attempt: Attempt | undefined;
+  private attempts = 0;
+  /** Endpoints whose attempt failed: a retry goes elsewhere when it can. */
+  private failedAt: Set<Endpoint> | undefined;
+  /** The client's body as it went to the first attempt, while it fits `retries.bufferBytes`. */
+  private kept: Buffer[] | undefined;
+  private keptBytes = 0;
+  private keptAll = false;
+  /** A retry waits out its backoff (or the rest of the client's body). */
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** A failed attempt whose response is held while its retry waits (docs/retries.md). */
+  private parked: Attempt | undefined;
+  /** This call holds a place in the service's retry budget. */
+  private holdsBudget = false;
+  /** Between a failed attempt and the retry's start: no attempt in flight. */
+  private waiting = false;
+  /** The current attempt's endpoint counts it in flight (`done` not yet called). */
+  private onEndpoint = false;
+  private noRetry: Completed['noRetry'];
 
   constructor(
     readonly owner: CallOwner,
-    service: Service,
+    private readonly service: Service,
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
   ) {
@@ -94,16 +131,31 @@ export class Call implements Admittee, AttemptOwner {
     this.owner.wouldReject(this.config.name, reason);
   }
 
-  /** Admitted: the first (today the only) attempt goes upstream. */
+  /** What a retry sends: the first attempt's body, kept whole; undefined for the first attempt. */
+  get replay(): readonly Buffer[] | undefined {
+    return this.attempts > 1 && this.hasBody ? this.kept : undefined;
+  }
+
+  /** Admitted: the first attempt goes upstream. */
   forward(): void {
     const req = this.req;
     prepareRequestHeaders(req.headers, this.requestId, req.socket.remoteAddress);
     this.hasBody = hasBody(req.headers);
     this.res.on('close', () => this.onClientClose());
-    const endpoint = this.endpoints.pick();
+    this.start(this.ticket);
+  }
+
+  /** One attempt: an endpoint picked (another than those that failed, when there is one), then upstream. */
+  private start(ticket: number): void {
+    this.parked?.discard();
+    this.parked = undefined;
+    const endpoint = this.endpoints.pick(this.failedAt);
     endpoint.inFlight += 1;
+    this.onEndpoint = true;
+    this.waiting = false;
     this.endpoint = endpoint;
-    const attempt = new Attempt(this, this.circuit);
+    this.attempts += 1;
+    const attempt = new Attempt(this, this.circuit, endpoint, ticket, this.attempts > 1);
     this.attempt = attempt;
     try {
       this.owner.forwarder.forward(this, attempt);
@@ -115,22 +167,149 @@ export class Call implements Admittee, AttemptOwner {
     }
   }
 
+  /** Called in the tick the first attempt's body starts: keep its chunks while they fit. */
+  keepBody(): void {
+    const rule = this.policy.retries;
+    if (rule === undefined) return;
+    const max = rule.bufferBytes;
+    const kept: Buffer[] = [];
+    this.kept = kept;
+    const req = this.req;
+    const onData = (chunk: Buffer): void => {
+      this.keptBytes += chunk.length;
+      if (this.keptBytes <= max) kept.push(chunk);
+      else {
+        // Larger than bufferBytes: it streams, and is not retried (docs/retries.md).
+        this.kept = undefined;
+        req.off('data', onData);
+      }
+    };
+    req.on('data', onData);
+    req.once('end', () => {
+      this.keptAll = this.kept !== undefined;
+    });
+  }
+
   /**
-   * The decision point: an attempt has response headers (its outcome, for a failure status, is
-   * already reported). With one attempt per call, the client gets them.
+   * The decision point for a failure status: retried (the response is dropped unseen) or
+   * answered as it came.
+   */
+  retryInstead(o: UpstreamOutcome, from: Attempt): boolean {
+    if (from !== this.attempt || this.policy.retries === undefined || !this.retry(o)) return false;
+    this.parked = from;
+    return true;
+  }
+
+  /**
+   * The decision point: an attempt has response headers and was not retried (its outcome, for
+   * a failure status, is already reported). The client gets them.
    */
   respond(proxyRes: IncomingMessage, trailers: boolean): void {
     const res = this.res;
     if (this.owner.draining) res.shouldKeepAlive = false;
-    res.writeHead(
-      proxyRes.statusCode ?? 502,
-      proxyRes.statusMessage,
-      responseHeaders(proxyRes.rawHeaders, proxyRes.headers.connection, this.requestId, trailers),
-    );
+    const headers = responseHeaders(proxyRes.rawHeaders, proxyRes.headers.connection, this.requestId, trailers);
+    if (this.attempts > 1) headers.push('x-circuit-attempts', String(this.attempts));
+    this.releaseBudget();
+    res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headers);
   }
 
-  /** The attempt failed before response headers: the problem answer (502, 504) naming the service. */
-  failed(o: UpstreamOutcome): void {
+  /** The attempt failed before response headers: retried, or the problem answer (502, 504) naming the service. */
+  failed(o: UpstreamOutcome, from: Attempt): void {
+    if (from !== this.attempt) return;
+    if (this.policy.retries !== undefined && this.retry(o)) return;
+    this.answer(o);
+  }
+
+  /**
+   * Whether the failed attempt is tried again (docs/retries.md, the decision table): the rule,
+   * then the budget; the circuit is asked when the retry starts, after its backoff.
+   */
+  private retry(o: UpstreamOutcome): boolean {
+    const rule = this.policy.retries!;
+    const req = this.req;
+    const replayable = !this.hasBody || (this.kept !== undefined && (this.keptAll || req.complete));
+    const v = mayRetry({
+      rule,
+      attempts: this.attempts,
+      outcome: o,
+      method: req.method ?? '',
+      hasIdempotencyKey: req.headers['idempotency-key'] !== undefined,
+      replayable,
+      clientGone: this.gone,
+    });
+    if (!v.retry) {
+      this.noRetry = v.why;
+      return false;
+    }
+    // One place in the budget per call, however many retries it makes (docs/retries.md).
+    const budget = this.service.retryBudget;
+    if (this.holdsBudget) budget.count(v.reason);
+    else if (budget.acquire(v.reason, rule.budgetRatio, rule.minPerSecond, this.service.inFlight)) this.holdsBudget = true;
+    else {
+      this.noRetry = 'budget';
+      return false;
+    }
+    this.endpointDone();
+    (this.failedAt ??= new Set()).add(this.endpoint);
+    this.waiting = true;
+    const delayMs = retryDelay(this.attempts, rule, o.retryAfterMs, Math.random);
+    this.owner.retrying({
+      service: this.config.name,
+      requestId: this.requestId,
+      attempt: this.attempts + 1,
+      reason: v.reason,
+      endpoint: o.endpoint,
+      delayMs,
+    });
+    this.retryTimer = setTimeout(() => this.afterBackoff(o), delayMs);
+    return true;
+  }
+
+  /** The backoff is over: the rest of the client's body first, then the circuit's say, then the attempt. */
+  private afterBackoff(last: UpstreamOutcome): void {
+    this.retryTimer = undefined;
+    if (this.gone) return;
+    if (this.hasBody && !this.keptAll) {
+      // The parser has the whole body (checked before), the stream not yet all of it: let it flow.
+      const req = this.req;
+      if (this.kept === undefined || req.readableEnded) return this.giveUp(last, 'body');
+      req.once('end', () => (this.kept === undefined ? this.giveUp(last, 'body') : this.afterBackoff(last)));
+      req.once('close', () => {
+        if (!this.keptAll && !this.gone) this.giveUp(last, 'body');
+      });
+      req.resume();
+      return;
+    }
+    if (!this.chain.readmit(this)) return this.giveUp(last, 'circuit');
+    this.start(this.ticket);
+  }
+
+  /** No retry after all: the client gets the last real error, not a 503 it did not cause. */
+  private giveUp(last: UpstreamOutcome, why: NonNullable<Completed['noRetry']>): void {
+    if (this.gone || this.res.headersSent) return;
+    this.noRetry = why;
+    this.waiting = false;
+    const held = this.parked;
+    this.parked = undefined;
+    if (held !== undefined && held.deliver()) return;
+    this.answer(last);
+  }
+
+  private endpointDone(): void {
+    if (!this.onEndpoint) return;
+    this.onEndpoint = false;
+    this.endpoints.done(this.endpoint);
+  }
+
+  private releaseBudget(): void {
+    if (!this.holdsBudget) return;
+    this.holdsBudget = false;
+    this.service.retryBudget.release();
+  }
+
+  /** The problem answer (502, 504) for the last failed attempt. */
+  private answer(o: UpstreamOutcome): void {
+    this.releaseBudget();
     const name = this.config.name;
     // With several endpoints, which one failed (docs/endpoints.md); one URL is the service itself.
     const at = this.endpoints.several ? ` (endpoint ${o.endpoint})` : '';
@@ -164,20 +343,27 @@ export class Call implements Admittee, AttemptOwner {
     else this.res.destroy();
   }
 
-  /** A problem+json answer of the proxy's own for this service, with the request id. */
+  /** A problem+json answer of the proxy's own for this service, with the request id (and the attempts, past one). */
   private problem(status: number, title: string, detail: string): void {
-    sendProblem(this.req, this.res, { status, title, detail, service: this.config.name }, ['x-request-id', this.requestId]);
+    const extra =
+      this.attempts > 1 ? ['x-request-id', this.requestId, 'x-circuit-attempts', String(this.attempts)] : ['x-request-id', this.requestId];
+    sendProblem(this.req, this.res, { status, title, detail, service: this.config.name }, extra);
   }
 
   /** The client response closed, finished or not: the call ends here, whatever happened. */
   private onClientClose(): void {
     const res = this.res;
     const attempt = this.attempt!;
+    // Left while a retry waited: the call ends abandoned, the failed attempt's outcome stands.
+    const waiting = this.waiting;
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.releaseBudget();
     if (!res.writableFinished) attempt.clientLeft();
     else attempt.end();
-    this.endpoints.done(this.endpoint);
+    this.endpointDone();
     this.chain.release(this);
-    const verdict = attempt.verdict;
+    const verdict = waiting ? 'abandoned' : attempt.verdict;
     const left = verdict === 'abandoned' && !res.writableFinished;
     this.owner.completed({
       service: this.config.name,
@@ -187,6 +373,8 @@ export class Call implements Admittee, AttemptOwner {
       method: this.req.method ?? '',
       path: this.req.url ?? '',
       requestId: this.requestId,
+      attempts: this.attempts,
+      ...(this.noRetry !== undefined && verdict === 'failure' ? { noRetry: this.noRetry } : {}),
     });
   }
 }

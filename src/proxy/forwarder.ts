@@ -22,9 +22,7 @@ export interface ForwardSink {
   /** The upstream request exists and has a socket; nothing of it has been written, and the client body is piped to it right after this call, in the same tick. */
   onUpstreamRequest(proxyReq: ClientRequest): void;
   onUpstreamResponse(proxyRes: IncomingMessage): void;
-  /** The upstream response body ended (complete). */
-  onUpstreamEnd(proxyRes: IncomingMessage): void;
-  /** The upstream request failed, or the client request errored while being piped. */
+  /** The upstream request failed (also after the attempt gave it up: the sink ignores those). */
   onUpstreamError(err: NodeJS.ErrnoException): void;
 }
 
@@ -38,6 +36,8 @@ export interface UpstreamRequest {
   readonly path: string;
   /** The client sent a body (otherwise the upstream request is just ended). */
   readonly hasBody: boolean;
+  /** A retry's body: the first attempt's bytes, kept whole (docs/retries.md); undefined: the client's stream. */
+  readonly replay: readonly Buffer[] | undefined;
 }
 
 /**
@@ -56,6 +56,9 @@ class DeferredBody {
     readonly hasBody: boolean,
     /** The body is chunked (http-proxy's `deleteLength` turns a chunked DELETE into `content-length: 0`). */
     readonly chunked: boolean,
+    /** The attempt this upstream request belongs to: its events go there and nowhere else. */
+    readonly sink: ForwardSink,
+    readonly replay: readonly Buffer[] | undefined,
   ) {}
 
   pipe<T>(dest: T): T {
@@ -64,7 +67,12 @@ class DeferredBody {
 
   /** Sends the body (or ends a bodyless request): called once the request line is final. */
   start(proxyReq: ClientRequest): void {
-    if (this.hasBody) this.req.pipe(proxyReq);
+    const replay = this.replay;
+    if (replay !== undefined) {
+      // A retry: the same bytes; the framing headers are the client's, so Node frames them alike.
+      for (const chunk of replay) proxyReq.write(chunk);
+      proxyReq.end();
+    } else if (this.hasBody) this.req.pipe(proxyReq);
     else proxyReq.end();
   }
 }
@@ -78,21 +86,32 @@ export interface AgentTuning {
 const DEFAULT_TUNING: AgentTuning = { freeSocketTimeoutMs: 4000, maxFreeSockets: 256 };
 
 /**
- * Each forwarded request's sink, kept on the client response, which http-proxy's events carry.
- * A property, not a WeakMap: a WeakMap entry per request made every young-generation GC walk
- * its ephemeron table (paired bench: ~0.75x the baseline's CPU per request, against ~0.96x).
+ * Each upstream request's sink (its attempt), kept on the upstream request itself: a call with
+ * retries has several, and a late event of an abandoned one (a `socket hang up` after it was
+ * destroyed) must reach that attempt, not the next. A property, not a WeakMap: a WeakMap entry
+ * per request made every young-generation GC walk its ephemeron table (paired bench: ~0.75x the
+ * baseline's CPU per request, against ~0.96x).
  */
 const SINK = Symbol('circuit-proxy.sink');
-type WithSink = ServerResponse & { [SINK]?: ForwardSink };
+type WithSink = ClientRequest & { [SINK]?: ForwardSink };
 
-function sinkOf(res: unknown): ForwardSink | undefined {
-  return (res as WithSink)[SINK];
+/** The upstream request's `response` (Node's documented event; `this` is the request). */
+function onUpstreamResponse(this: WithSink, proxyRes: IncomingMessage): void {
+  this[SINK]?.onUpstreamResponse(proxyRes);
 }
 
-function onProxyReq(proxyReq: ClientRequest, _req: IncomingMessage, res: ServerResponse, options: httpProxy.ServerOptions): void {
+/** The upstream request's `error`: every one, also those after the attempt was given up. */
+function onUpstreamError(this: WithSink, err: Error): void {
+  this[SINK]?.onUpstreamError(err);
+}
+
+function onProxyReq(proxyReq: ClientRequest, _req: IncomingMessage, _res: ServerResponse, options: httpProxy.ServerOptions): void {
   const body = options.buffer as unknown;
-  const sink = sinkOf(res);
-  if (!(body instanceof DeferredBody) || sink === undefined) return;
+  if (!(body instanceof DeferredBody)) return;
+  const sink = body.sink;
+  (proxyReq as WithSink)[SINK] = sink;
+  proxyReq.on('response', onUpstreamResponse);
+  proxyReq.on('error', onUpstreamError);
   if (proxyReq.headersSent) {
     // Something wrote to the request before this event: the line and framing can no longer be set.
     proxyReq.destroy(new Error('upstream request head rendered before proxyReq (see src/proxy/forwarder.ts)'));
@@ -110,10 +129,12 @@ function onProxyReq(proxyReq: ClientRequest, _req: IncomingMessage, res: ServerR
   body.start(proxyReq);
 }
 
-/** http-proxy's `error` event (with a listener attached, it never throws: its `onError`). */
-function onProxyError(err: Error, _req: IncomingMessage, res: unknown): void {
-  sinkOf(res)?.onUpstreamError(err);
-}
+/**
+ * http-proxy's `error` event: with a listener attached it never throws. Upstream errors reach
+ * their attempt through the upstream request's own listener (above); the client request's own
+ * errors, which http-proxy reports here too, are the call's to see (its response closes).
+ */
+function onProxyError(): void {}
 
 interface Route {
   readonly proxy: httpProxy;
@@ -141,8 +162,7 @@ export class Forwarder {
     const r = this.route(u.endpoint);
     // The configured URL's host, for every endpoint: Node derives the TLS server name from it too.
     req.headers.host = u.endpoint.host;
-    (res as WithSink)[SINK] = sink;
-    const body = new DeferredBody(req, u.path, u.hasBody, req.headers['transfer-encoding'] !== undefined);
+    const body = new DeferredBody(req, u.path, u.hasBody, req.headers['transfer-encoding'] !== undefined, sink, u.replay);
     r.proxy.web(req, res, { buffer: body as unknown as Stream });
   }
 
@@ -181,8 +201,6 @@ export class Forwarder {
       });
       proxy.on('proxyReq', onProxyReq);
       proxy.on('error', onProxyError);
-      proxy.on('proxyRes', (proxyRes, _req, res) => sinkOf(res)?.onUpstreamResponse(proxyRes));
-      proxy.on('end', (_req, res, proxyRes) => sinkOf(res)?.onUpstreamEnd(proxyRes));
       r = { proxy, agent };
       this.routes.set(endpoint, r);
       this.agents.add(agent);

@@ -5,7 +5,7 @@ import type { Admission, WouldRejectReason } from '../admission/chain.js';
 import type { ServiceConfig } from '../config/types.js';
 import type { Service } from '../upstream/service.js';
 import type { ServiceRegistry } from '../upstream/registry.js';
-import { Call, CLIENT_CLOSED, type CallOwner, type Completed, type Outcome } from './call.js';
+import { Call, CLIENT_CLOSED, type CallOwner, type Completed, type Outcome, type RetryEvent } from './call.js';
 import type { Forwarder } from './forwarder.js';
 import { clientRequestId, MAX_HEADERS } from './headers.js';
 import { FallbackAnswer, OpenCircuitResponse, sendProblem, ShedResponse, type CannedResponse, type Problem } from './problem.js';
@@ -20,6 +20,8 @@ export interface ProxyEvents {
   wouldReject: [string, WouldRejectReason];
   /** A request that matched no service (400/404/414/431): no per-service series. */
   unrouted: [number, IncomingMessage];
+  /** A failed attempt is retried (docs/retries.md). */
+  retry: [RetryEvent];
 }
 
 /** Built-in `clientTimeouts.bodyIdle`. */
@@ -48,6 +50,10 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
 
   completed(record: Completed): void {
     this.emit('completed', record);
+  }
+
+  retrying(e: RetryEvent): void {
+    this.emit('retry', e);
   }
 
   wouldReject(service: string, reason: WouldRejectReason): void {
@@ -155,6 +161,7 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
       method: req.method ?? '',
       path: req.url ?? '',
       requestId: call.requestId,
+      attempts: 0,
     });
   }
 

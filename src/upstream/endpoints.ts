@@ -125,9 +125,16 @@ export class EndpointSet {
     return this.list.length - this.available.length;
   }
 
-  /** The endpoint for the next request: round-robin, or the less loaded of two picked at random. */
-  pick(): Endpoint {
-    const a = this.available;
+  /**
+   * The endpoint for the next request: round-robin, or the less loaded of two picked at random.
+   * A retry passes the endpoints that failed it: another one when one is available (docs/retries.md).
+   */
+  pick(avoid?: ReadonlySet<Endpoint>): Endpoint {
+    let a = this.available;
+    if (avoid !== undefined && avoid.size > 0) {
+      const others = a.filter((e) => !avoid.has(e));
+      if (others.length > 0) a = others;
+    }
     const n = a.length;
     if (n === 1) return a[0]!;
     if (n === 0) return this.list[0]!;

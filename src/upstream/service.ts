@@ -3,6 +3,8 @@ import { AdmissionChain, observed, type Gate } from '../admission/chain.js';
 import { Bulkhead, CircuitGate } from '../admission/gates.js';
 import { Circuit, type BreakerEvents, type BreakerState, type CircuitSnapshot } from '../circuit/circuit.js';
 import { keepsCircuit, type ServiceConfig } from '../config/types.js';
+import { monotonic } from '../policy/clock.js';
+import { RetryBudget } from '../policy/retry.js';
 import { Discovery, type Resolution } from './discovery.js';
 import { EndpointSet, type EndpointEvents, type EndpointSnapshot } from './endpoints.js';
 
@@ -22,6 +24,8 @@ export interface BreakerSnapshot extends CircuitSnapshot {
   endpoints?: EndpointSnapshot[];
   /** The last DNS discovery error, while the last good set serves. */
   discoveryError?: string;
+  /** Where retries are set, or were made (docs/retries.md): started, refused by the budget, in flight. */
+  retries?: { total: number; exhausted: number; inFlight: number };
 }
 
 /** A DNS discovery answer that changed something, or its first failure (logged once per change). */
@@ -54,6 +58,8 @@ export class Service {
   private cfg: ServiceConfig;
   private circuitNow: Circuit;
   readonly bulkhead = new Bulkhead();
+  /** The retry budget and its counts; one per service, kept across reloads (docs/retries.md). */
+  readonly retryBudget = new RetryBudget(monotonic);
   private chainNow: AdmissionChain;
   /** Where its requests go, with outlier ejection; the same object across reloads. */
   readonly endpoints: EndpointSet;
@@ -137,6 +143,9 @@ export class Service {
       ...(c.call.fallback !== undefined ? { fallback: true } : {}),
       ...(this.endpoints.several ? { endpoints: this.endpoints.snapshot() } : {}),
       ...(this.lastDiscovery.startsWith('error:') ? { discoveryError: this.lastDiscovery.slice(6) } : {}),
+      ...(c.call.retries !== undefined || this.retryBudget.byReason.size > 0
+        ? { retries: { total: this.retryBudget.started, exhausted: this.retryBudget.exhausted, inFlight: this.retryBudget.inFlight } }
+        : {}),
     };
   }
 
