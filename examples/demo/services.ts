@@ -70,7 +70,8 @@ function routesFor(name: ServiceName): Route[] {
           },
         ],
         [
-          'PUT',
+          // A decrement, not a replacement: POST (a PUT must be idempotent, RFC 9110 9.2.2).
+          'POST',
           /^\/products\/(?<id>[^/]+)\/stock$/,
           (p, _r, body, res) => {
             const product = products.get(p.id!);
@@ -140,6 +141,8 @@ export class DemoService {
   delayMs = 0;
   /** While true every request but /health gets 503 (the demo's "fail" switch for one replica). */
   failing = false;
+  /** The next this many requests but /health get 503 (a transient failure, for retries: docs/retries.md). */
+  failNext = 0;
 
   /** `replicaOf`: another instance of the same service whose data this one shares (a replica). */
   constructor(name: ServiceName, port = 0, host = '127.0.0.1', replicaOf?: DemoService) {
@@ -179,6 +182,10 @@ export class DemoService {
     req.on('end', () => {
       const path = (req.url ?? '/').split('?')[0]!;
       if (path === '/health') return send(res, 200, { service: this.name, status: 'ok' });
+      if (this.failNext > 0) {
+        this.failNext -= 1;
+        return send(res, 503, { error: `${this.name} on port ${this.port}: transient failure (test switch)` });
+      }
       if (this.failing) return send(res, 503, { error: `${this.name} replica on port ${this.port} is failing (demo switch)` });
       let body: unknown;
       try {

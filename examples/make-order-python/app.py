@@ -60,7 +60,8 @@ def _check_stock(product_id: str, quantity: int) -> None:
 
 
 def _update_stock(product_id: str, quantity: int) -> None:
-    resp = request_via_proxy("product", "put", f"/products/{product_id}/stock", json={"decrement": quantity})
+    # A decrement is not idempotent: POST, so the proxy's retry rule never sends it twice.
+    resp = request_via_proxy("product", "post", f"/products/{product_id}/stock", json={"decrement": quantity})
     if resp.status_code != 200:
         _raise_http_error(resp, 409)
 

@@ -81,8 +81,9 @@ export function createMakeOrder(proxyUrl: string): Server {
         return { status: 409, body: { error: `product ${item.productId} is out of stock`, inStock: stock.body.inStock } };
     }
     for (const item of items) {
+      // A decrement is not idempotent: POST, so no retry rule ever sends it twice (docs/retries.md).
       const upd = await call('product', `/products/${encodeURIComponent(item.productId)}/stock`, {
-        method: 'PUT',
+        method: 'POST',
         body: JSON.stringify({ decrement: item.quantity }),
       });
       if (upd.status !== 200) return { status: 409, body: { error: `could not reserve product ${item.productId}` } };

@@ -44,7 +44,12 @@ describe('the Python make-order behind circuit-proxy', { skip, timeout: 120_000 
 
   before(async () => {
     for (const s of services) await s.start();
-    const yaml = services.map((s) => `  ${s.name}:\n    url: http://127.0.0.1:${s.port}\n`).join('');
+    // Product's retry rule as config/proxy.yaml ships it (the stock check tried once more).
+    const shipped = readFileSync(`${ROOT}config/proxy.yaml`, 'utf8');
+    const productRetries = /^ {4}retries: .*$/m.exec(shipped.slice(shipped.indexOf('  product:')))![0];
+    const yaml = services
+      .map((s) => `  ${s.name}:\n    url: http://127.0.0.1:${s.port}\n${s.name === 'product' ? `${productRetries}\n` : ''}`)
+      .join('');
     p = await startProxy(`defaults: { threshold: 3, cooldown: 1s }\nservices:\n${yaml}`);
     await new Promise<void>((r) => control.listen(0, '127.0.0.1', r));
     app = spawn(PYTHON, ['-m', 'uvicorn', 'app:app', '--host', '127.0.0.1', '--port', '0'], {
@@ -81,6 +86,25 @@ describe('the Python make-order behind circuit-proxy', { skip, timeout: 120_000 
     assert.match(r.out, /ok +circuit open: rejected at once +-> 503 retry-after=1 Circuit open for product$/m);
     assert.match(r.out, /all scenarios passed/);
     assert.ok(p.logs.find((l) => l.msg === 'Circuit open for product').length === 1);
+  });
+
+  test('a transient 503 on the stock check (a GET) is retried by the proxy: the order goes through, the decrement (a POST) is sent once', async () => {
+    const product = services.find((s) => s.name === 'product')!;
+    const seen: string[] = [];
+    const onRequest = (r: { service: string; method: string; status: number; attempts: number }): void => {
+      if (r.service === 'product') seen.push(`${r.method} ${r.status} x${r.attempts}`);
+    };
+    p.proxy.handler.on('completed', onRequest);
+    product.failNext = 1;
+    const r = await fetch(`${appUrl}/ordering`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer demo-token', 'content-type': 'application/json' },
+      body: JSON.stringify({ items: [{ productId: '1', quantity: 1 }] }),
+    });
+    assert.equal(r.status, 201, await r.text());
+    p.proxy.handler.off('completed', onRequest);
+    assert.deepEqual(seen, ['GET 200 x2', 'POST 200 x1']);
+    assert.equal(p.proxy.registry.get('product')!.state, 'closed');
   });
 
   test('the table of differences in docs/migrating-from-pybreaker.md holds what measure_differences.py measures', async () => {

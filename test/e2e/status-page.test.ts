@@ -39,7 +39,8 @@ describe(
       });
       p = await startProxy(
         `defaults: { threshold: 2, cooldown: 30s }\nservices:\n  product:\n    url: ${up.url}\n    maxConcurrent: 16\n  cart:\n    url: ${up.url}\n    failureRate: { threshold: 50%, minRequests: 10 }\n  notification:\n    url: ${up.url}\n` +
-          `  catalog:\n    endpoints: [${up.url}, ${bad.url}]\n    outlier: { consecutiveFailures: 1, ejectionTime: 1h }\n`,
+          `  catalog:\n    endpoints: [${up.url}, ${bad.url}]\n    outlier: { consecutiveFailures: 1, ejectionTime: 1h }\n` +
+          `  stock:\n    endpoints: [${bad.url}, ${up.url}]\n    threshold: 100\n    retries: { backoff: { base: 1ms, max: 2ms } }\n`,
       );
       browser = await chromium.launch({
         executablePath: CHROMIUM,
@@ -111,6 +112,15 @@ describe(
       assert.equal(colour, 'rgb(198, 40, 40)', 'red');
       const other = await page.textContent(`[data-service="catalog"] [data-endpoint="127.0.0.1:${up.port}"] span`);
       assert.match(other ?? '', /^active · \d+ req, 0 failed \(1 min\) · 0 in flight$/);
+    });
+
+    test('retries per service: the count on its card, live', async () => {
+      // Each fact renders as <b>value</b><span>label</span>.
+      const retries = (n: number): string => `[data-service="stock"] .fact:has(span:text-is("retries")) b:text-is("${n}")`;
+      await page.waitForSelector(retries(0));
+      const r = await request(p.port, '/svc/stock/x');
+      assert.deepEqual([r.status, r.headers['x-circuit-attempts']], [200, '2']);
+      await page.waitForSelector(retries(1));
     });
 
     test('screenshots at desktop and phone widths', async () => {
