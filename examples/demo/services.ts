@@ -25,6 +25,14 @@ function routesFor(name: ServiceName): Route[] {
     ['2', { id: '2', name: 'Milk frother', price: 39.9, stock: 5 }],
     ['3', { id: '3', name: 'Ceramic cup', price: 9.0, stock: 0 }],
   ]);
+  const decrement: Route[2] = (p, _r, body, res) => {
+    const product = products.get(p.id!);
+    if (!product) return send(res, 404, { error: `no product ${p.id}` });
+    const delta = Number(body?.decrement ?? 0);
+    if (!(delta > 0) || delta > product.stock) return send(res, 409, { error: 'insufficient stock', inStock: product.stock });
+    product.stock -= delta;
+    send(res, 200, { productId: product.id, inStock: product.stock });
+  };
   const orders = new Map<string, unknown>();
   const carts = new Map<string, unknown[]>([['42', [{ productId: '1', quantity: 2 }]]]);
   switch (name) {
@@ -73,15 +81,10 @@ function routesFor(name: ServiceName): Route[] {
           // A decrement, not a replacement: POST (a PUT must be idempotent, RFC 9110 9.2.2).
           'POST',
           /^\/products\/(?<id>[^/]+)\/stock$/,
-          (p, _r, body, res) => {
-            const product = products.get(p.id!);
-            if (!product) return send(res, 404, { error: `no product ${p.id}` });
-            const delta = Number(body?.decrement ?? 0);
-            if (!(delta > 0) || delta > product.stock) return send(res, 409, { error: 'insufficient stock', inStock: product.stock });
-            product.stock -= delta;
-            send(res, 200, { productId: product.id, inStock: product.stock });
-          },
+          decrement,
         ],
+        // The earlier form, still answered for clients written against it; make-order uses POST.
+        ['PUT', /^\/products\/(?<id>[^/]+)\/stock$/, decrement],
       ];
     case 'order':
       return [
