@@ -5,12 +5,13 @@
  * http-proxy 1.18.1, same agent settings), and circuit-proxy (the real CLI) with two services on
  * the same upstream: `product` (closed) and `held` (forced open through the admin API), and
  * `replicas`: three endpoints (three listeners of the upstream process), round-robin, outlier set; and
- * `retrying`: the default retry rule (docs/retries.md), never needed by the healthy upstream. When
+ * `retrying`: the default retry rule (docs/retries.md), never needed by the healthy upstream; and
+ * `routed`: three routes (docs/routes.md), the last matching every request of the load. When
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1. The
  * floor (bench/floor.ts: a bare Node server answering the open circuit's 503) is measured too: it
  * bounds what the open/closed ratio can be on the machine at hand.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 4) per round,
- * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / every policy / 3 endpoints / retries / open / bulkhead rejection / fallback / floor, every other round in
+ * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / every policy / 3 endpoints / retries / routes / open / bulkhead rejection / fallback / floor, every other round in
  * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
  * at the same time (bench/paired.ts), and closed, open (a second proxy process) and floor likewise; RSS
  * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS);
@@ -103,6 +104,13 @@ const REPLICAS_SERVICE = (urls: readonly string[]): string =>
 /** A service with the default retry rule (docs/retries.md), which a healthy upstream never triggers. */
 const RETRY_SERVICE = (url: string): string => `  retrying:\n    url: ${url}\n    retries: {}\n`;
 
+/** A service whose every request of the load walks three routes and takes the last (docs/routes.md). */
+const ROUTED_SERVICE = (url: string): string =>
+  `  routed:\n    url: ${url}\n    routes:\n` +
+  `      - { match: { methods: [POST], path: /orders }, timeout: 10s }\n` +
+  `      - { match: { path: /orders/*/status }, timeout: 1s }\n` +
+  `      - { name: items, match: { methods: [GET], path: /items/* }, timeout: 5s }\n`;
+
 /** A fallback answer of the size a degraded list endpoint would send. */
 const FALLBACK_SERVICES = (url: string): string =>
   // A timeout the held request never reaches: the bulkhead stays full for the whole run.
@@ -140,7 +148,7 @@ async function main(): Promise<void> {
   const floorPort = await firstLine(floor, (l) => l.port as number | undefined);
   const cfg = tempFile(
     'bench',
-    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n${POLICIES_SERVICE(upUrl)}${FALLBACK_SERVICES(upUrl)}${REPLICAS_SERVICE(replicaUrls)}${RETRY_SERVICE(upUrl)}`,
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n${POLICIES_SERVICE(upUrl)}${FALLBACK_SERVICES(upUrl)}${REPLICAS_SERVICE(replicaUrls)}${RETRY_SERVICE(upUrl)}${ROUTED_SERVICE(upUrl)}`,
   );
   const { child: cp, port, adminPort } = await startCircuitProxy(cfg);
 
@@ -150,6 +158,7 @@ async function main(): Promise<void> {
     policies: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/policies/items/1` },
     endpoints: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/replicas/items/1` },
     retries: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/retrying/items/1` },
+    routes: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/routed/items/1` },
     open: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/held/items/1` },
     shed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/shed/items/1` },
     fallback: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/fallback/items/1` },
@@ -164,12 +173,13 @@ async function main(): Promise<void> {
     policies: [],
     endpoints: [],
     retries: [],
+    routes: [],
     open: [],
     shed: [],
     fallback: [],
     floor: [],
   };
-  const order = ['baseline', 'closed', 'policies', 'endpoints', 'retries', 'open', 'shed', 'fallback', 'floor'] as const;
+  const order = ['baseline', 'closed', 'policies', 'endpoints', 'retries', 'routes', 'open', 'shed', 'fallback', 'floor'] as const;
   for (let r = 1; r <= ROUNDS; r++) {
     // ABBA: every other round runs in reverse, so a drift in machine speed favours no target.
     for (const name of r % 2 === 1 ? order : [...order].reverse()) {
@@ -209,6 +219,16 @@ async function main(): Promise<void> {
   const retrying = (await (await fetch(`http://127.0.0.1:${adminPort}/breakers/retrying`)).json()) as { retries: { total: number } };
   const retriesPerRound = rounds.retries.map((m, i) => round(m.rps / rounds.baseline[i]!.rps, 3));
   process.stdout.write(`retries / baseline req/s per round: ${retriesPerRound.join(' ')}; retries made ${retrying.retries.total}\n`);
+  // Every request of the routes rounds took the `items` route.
+  const routed = (await (await fetch(`http://127.0.0.1:${adminPort}/stats`)).json()) as {
+    services: Array<{ name: string; requests: number; routes?: Array<{ route: string; requests: number }> }>;
+  };
+  const routedStats = routed.services.find((x) => x.name === 'routed')!;
+  const allTookTheRoute = routedStats.routes?.length === 1 && routedStats.routes[0]!.route === 'items';
+  const routesPerRound = rounds.routes.map((m, i) => round(m.rps / rounds.baseline[i]!.rps, 3));
+  process.stdout.write(
+    `routes / baseline req/s per round: ${routesPerRound.join(' ')}; every request took the items route: ${allTookTheRoute}\n`,
+  );
   process.stdout.write(`\npaired: baseline and closed circuit loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
   const [, pairedClosed] = await pairedRounds(
     [
@@ -282,6 +302,8 @@ async function main(): Promise<void> {
     endpointsVsBaselineRange: [Math.min(...endpointsPerRound), Math.max(...endpointsPerRound)],
     retriesVsBaseline: Math.round((summary.retries.rps / summary.baseline.rps) * 1000) / 1000,
     retriesVsBaselineRange: [Math.min(...retriesPerRound), Math.max(...retriesPerRound)],
+    routesVsBaseline: Math.round((summary.routes.rps / summary.baseline.rps) * 1000) / 1000,
+    routesVsBaselineRange: [Math.min(...routesPerRound), Math.max(...routesPerRound)],
     openVsClosed: Math.round((summary.open.rps / summary.closed.rps) * 100) / 100,
     /** The ceiling of openVsClosed on this machine: a bare Node server answering the same 503. */
     floorVsClosed: Math.round((summary.floor.rps / summary.closed.rps) * 100) / 100,
@@ -296,6 +318,7 @@ async function main(): Promise<void> {
     '3 endpoints (round-robin, outlier set, none ejected) >= 0.95x baseline rps':
       ratios.endpointsVsBaseline >= 0.95 && endpointsNoneEjected,
     'retries configured, never needed >= 0.95x baseline rps': ratios.retriesVsBaseline >= 0.95 && retrying.retries.total === 0,
+    'a per-route match on every request >= 0.95x baseline rps': ratios.routesVsBaseline >= 0.95 && allTookTheRoute,
     'open >= 0.90x the floor rps': ratios.openVsFloor >= 0.9,
     'bulkhead rejection >= 0.85x the floor rps': ratios.shedVsFloor >= 0.85,
     'fallback answer >= 0.85x the floor rps': ratios.fallbackVsFloor >= 0.85,
@@ -374,6 +397,13 @@ async function main(): Promise<void> {
       `${ratios.retriesVsBaseline.toFixed(3)}x baseline (rounds ${ratios.retriesVsBaselineRange.join('-')})`,
     ),
   );
+  process.stdout.write(
+    row(
+      'per-route match',
+      summary.routes,
+      `${ratios.routesVsBaseline.toFixed(3)}x baseline (rounds ${ratios.routesVsBaselineRange.join('-')})`,
+    ),
+  );
   process.stdout.write(row('circuit-proxy open', summary.open, `${ratios.openVsClosed.toFixed(2)}x closed`));
   process.stdout.write(row('bulkhead rejection', summary.shed, `${ratios.shedVsFloor.toFixed(3)}x floor`));
   process.stdout.write(row('fallback answer', summary.fallback, `${ratios.fallbackVsFloor.toFixed(3)}x floor`));
@@ -407,7 +437,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 - Date: ${r.date}
 - Machine: ${r.machine.cpu}, ${r.machine.cores} cores; measured processes on Node ${r.machine.node}, every Node process started with \`${r.machine.nodeFlags}\` (as circuit-proxy ships: src/runtime.ts)
 - Load: ${r.machine.loadGenerator}, 91-byte JSON body from a keep-alive Node upstream; ${r.machine.taskset ? 'proxies pinned to core 0, upstream and load generator to core 1 (taskset)' : 'no pinning (taskset missing)'}
-- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / every policy / 3 endpoints / retries / open / bulkhead rejection / fallback / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE); "retries" has the default retry rule (RETRY_SERVICE), never needed (GET requests, a healthy upstream).
+- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / every policy / 3 endpoints / retries / open / bulkhead rejection / fallback / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE); "retries" has the default retry rule (RETRY_SERVICE), never needed (GET requests, a healthy upstream); "per-route match" walks three routes and takes the third on every request (ROUTED_SERVICE).
 
 | median of ${r.rounds.baseline.length} rounds | req/s | p50 ms | p99 ms | µs CPU/req | RSS MB | ratio |
 | --- | ---: | ---: | ---: | ---: | ---: | --- |
@@ -416,6 +446,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 | circuit-proxy, closed, every policy set (none reached) | ${s.policies.rps} | ${s.policies.p50ms} | ${s.policies.p99ms} | ${s.policies.cpuUsPerRequest} | ${s.policies.rssMB} | ${r.ratios.policiesVsBaseline}x baseline |
 | circuit-proxy, closed, 3 endpoints (round-robin, outlier set, none ejected) | ${s.endpoints.rps} | ${s.endpoints.p50ms} | ${s.endpoints.p99ms} | ${s.endpoints.cpuUsPerRequest} | ${s.endpoints.rssMB} | ${r.ratios.endpointsVsBaseline}x baseline (per round ${r.ratios.endpointsVsBaselineRange.join(' to ')}) |
 | circuit-proxy, closed, retries configured, never needed | ${s.retries.rps} | ${s.retries.p50ms} | ${s.retries.p99ms} | ${s.retries.cpuUsPerRequest} | ${s.retries.rssMB} | ${r.ratios.retriesVsBaseline}x baseline (per round ${r.ratios.retriesVsBaselineRange.join(' to ')}) |
+| circuit-proxy, closed, a per-route match on every request | ${s.routes.rps} | ${s.routes.p50ms} | ${s.routes.p99ms} | ${s.routes.cpuUsPerRequest} | ${s.routes.rssMB} | ${r.ratios.routesVsBaseline}x baseline (per round ${r.ratios.routesVsBaselineRange.join(' to ')}) |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
 | bulkhead rejection (503, maxConcurrent full) | ${s.shed.rps} | ${s.shed.p50ms} | ${s.shed.p99ms} | ${s.shed.cpuUsPerRequest} | ${s.shed.rssMB} | ${r.ratios.shedVsFloor}x floor |
 | fallback answer (circuit open) | ${s.fallback.rps} | ${s.fallback.p50ms} | ${s.fallback.p99ms} | ${s.fallback.cpuUsPerRequest} | ${s.fallback.rssMB} | ${r.ratios.fallbackVsFloor}x floor |

@@ -109,6 +109,7 @@ export function attachLogs(log: Logger, registry: ServiceRegistry, handler: Prox
           requestId: c.requestId,
           attempts: c.attempts,
           noRetry: c.noRetry,
+          route: c.route,
         },
         'request',
       );

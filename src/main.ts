@@ -1,6 +1,6 @@
 import { formatDuration } from './config/duration.js';
 import { loadConfig, type ConfigOverrides } from './config/load.js';
-import type { Config, ServiceConfig } from './config/types.js';
+import type { CallPolicy, Config, RouteConfig, ServiceConfig } from './config/types.js';
 import { percent } from './policy/rules.js';
 import { ConfigError, ExitCode } from './errors.js';
 import { createLogger } from './log.js';
@@ -115,14 +115,28 @@ export function validate(file: string, overrides: ConfigOverrides): number {
     }
     throw err;
   }
-  const rows = [...config.services.values()].map((s) => [
-    s.name,
-    targetSummary(s),
-    String(s.circuit.threshold),
-    formatDuration(s.circuit.cooldownMs),
-    formatDuration(s.call.timeoutMs),
-    s.call.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(',') || '-',
-    [policySummary(s), upstreamSummary(s), retrySummary(s)].filter((x) => x !== '-').join('; ') || '-',
+  const statuses = (c: CallPolicy): string =>
+    c.failureStatuses.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`)).join(',') || '-';
+  const rows = [...config.services.values()].flatMap((s) => [
+    [
+      s.name,
+      targetSummary(s),
+      String(s.circuit.threshold),
+      formatDuration(s.circuit.cooldownMs),
+      formatDuration(s.call.timeoutMs),
+      statuses(s.call),
+      [policySummary(s), upstreamSummary(s), retrySummary(s.call)].filter((x) => x !== '-').join('; ') || '-',
+    ],
+    // Each route under its service: what it matches, and its call settings (docs/routes.md).
+    ...s.routes.map((r) => [
+      `  route ${r.name}`,
+      routeSummary(r),
+      '',
+      '',
+      formatDuration(r.call.timeoutMs),
+      statuses(r.call),
+      retrySummary(r.call) === '-' ? 'retries off' : retrySummary(r.call),
+    ]),
   ]);
   process.stdout.write(
     `${file}: ok\nlisten ${config.listen.host}:${config.listen.port}, admin ${config.admin.host}:${config.admin.port}\n\n`,
@@ -152,9 +166,15 @@ function targetSummary(s: ServiceConfig): string {
   return u.endpoints.length > 1 ? `${u.endpoints.length} endpoints: ${s.url}` : s.url;
 }
 
+/** What a route matches: its methods (any when none) and its path pattern (any when none). */
+function routeSummary(r: RouteConfig): string {
+  const methods = r.match.methods ? [...r.match.methods].join(',') : 'any method';
+  return `${methods} ${r.match.path?.source ?? 'any path'}`;
+}
+
 /** The retry rule in one cell (docs/retries.md); `-` when off. */
-function retrySummary(s: ServiceConfig): string {
-  const r = s.call.retries;
+function retrySummary(call: CallPolicy): string {
+  const r = call.retries;
   if (r === undefined) return '-';
   return (
     `retries ${r.attempts} on ${r.on.join(',')} (idempotent only past connect), backoff ${formatDuration(r.baseMs)}-${formatDuration(r.maxMs)}, ` +

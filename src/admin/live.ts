@@ -31,11 +31,24 @@ interface Series {
   readonly errors: number[];
   /** The totals at the last tick: each second's sample is the difference. */
   last: { requests: number; errors: number };
+  /** Per route: the totals at the last tick and the last second's difference. */
+  readonly routes: Map<string, { last: { requests: number; errors: number }; rps: number; eps: number }>;
 }
 
 /** Where the counts come from: the metrics' own per-service totals (no listener of ours per request). */
 export interface Totals {
   totals(service: string): { requests: number; errors: number; rejected: number } | undefined;
+  /** Of a service with routes: requests and 5xx by route (docs/routes.md). */
+  routeTotals(service: string): ReadonlyMap<string, { requests: number; errors: number }>;
+}
+
+/** One route of a service: its totals, and its requests and 5xx in the last full second. */
+export interface RouteStats {
+  readonly route: string;
+  readonly requests: number;
+  readonly errors: number;
+  readonly rps: number;
+  readonly errorsPerSecond: number;
 }
 
 export interface ServiceStats extends BreakerSnapshot {
@@ -48,6 +61,8 @@ export interface ServiceStats extends BreakerSnapshot {
   /** Requests, and those answered without the upstream (503 or fallback), as `/metrics` counts them. */
   readonly requests: number;
   readonly rejected: number;
+  /** A service with routes: each route's counts and rates (`-`: requests no route matched). */
+  readonly routes?: RouteStats[];
 }
 
 export class LiveState {
@@ -135,6 +150,15 @@ export class LiveState {
       s.requests.push(Math.max(0, now.requests - s.last.requests));
       s.errors.push(Math.max(0, now.errors - s.last.errors));
       s.last = { requests: now.requests, errors: now.errors };
+      for (const [route, t] of this.counts.routeTotals(b.name)) {
+        const r = s.routes.get(route);
+        if (r === undefined) s.routes.set(route, { last: { ...t }, rps: t.requests, eps: t.errors });
+        else {
+          r.rps = Math.max(0, t.requests - r.last.requests);
+          r.eps = Math.max(0, t.errors - r.last.errors);
+          r.last = { ...t };
+        }
+      }
       if (s.requests.length > SERIES_SECONDS) {
         s.requests.shift();
         s.errors.shift();
@@ -158,14 +182,24 @@ export class LiveState {
       errorsPerSecond: s.errors.at(-1) ?? 0,
       requests: t?.requests ?? 0,
       rejected: t?.rejected ?? 0,
+      ...(b.config.routes.length > 0 ? { routes: this.routeStats(b.name, s) } : {}),
     };
+  }
+
+  private routeStats(name: string, s: Series): RouteStats[] {
+    const out: RouteStats[] = [];
+    for (const [route, t] of this.counts.routeTotals(name)) {
+      const r = s.routes.get(route);
+      out.push({ route, requests: t.requests, errors: t.errors, rps: r?.rps ?? 0, errorsPerSecond: r?.eps ?? 0 });
+    }
+    return out;
   }
 
   private seriesOf(name: string): Series {
     let s = this.series.get(name);
     if (s === undefined) {
       const t = this.counts.totals(name);
-      s = { requests: [], errors: [], last: { requests: t?.requests ?? 0, errors: t?.errors ?? 0 } };
+      s = { requests: [], errors: [], last: { requests: t?.requests ?? 0, errors: t?.errors ?? 0 }, routes: new Map() };
       this.series.set(name, s);
     }
     return s;

@@ -48,9 +48,9 @@ export const STATUS_PAGE = String.raw`<!doctype html>
   .actions { display: flex; gap: 8px; }
   button { font: inherit; font-size: 13px; font-weight: 600; padding: 6px 12px; border-radius: 7px; border: 1px solid var(--line); background: #fff; color: var(--ink); cursor: pointer; }
   button:hover { border-color: var(--accent); } button.danger { color: var(--open); } button:disabled { opacity: .5; cursor: default; }
-  ul.endpoints { list-style: none; margin: 0; padding: 0; font-size: 12px; display: flex; flex-direction: column; gap: 3px; }
-  ul.endpoints li { display: flex; gap: 8px; align-items: baseline; padding: 3px 8px; border-radius: 6px; background: var(--bg); overflow-wrap: anywhere; }
-  ul.endpoints li b { font-weight: 600; font-variant-numeric: tabular-nums; }
+  ul.endpoints, ul.routes { list-style: none; margin: 0; padding: 0; font-size: 12px; display: flex; flex-direction: column; gap: 3px; }
+  ul.endpoints li, ul.routes li { display: flex; gap: 8px; align-items: baseline; padding: 3px 8px; border-radius: 6px; background: var(--bg); overflow-wrap: anywhere; }
+  ul.endpoints li b, ul.routes li b { font-weight: 600; font-variant-numeric: tabular-nums; }
   ul.endpoints li span { margin-left: auto; color: var(--muted); white-space: nowrap; }
   ul.endpoints li.ejected { background: var(--open-bg); color: var(--open); } ul.endpoints li.ejected span { color: var(--open); }
   ul.endpoints li.draining { opacity: .6; }
@@ -179,6 +179,17 @@ export const STATUS_PAGE = String.raw`<!doctype html>
     var legend = el("div", "spark-legend");
     legend.appendChild(el("span", "", "5 min ago")); legend.appendChild(el("span", "", "req/s and error % · now"));
     c.appendChild(legend);
+    if (s.routes && s.routes.length) {
+      var rl = el("ul", "routes");
+      s.routes.forEach(function (r) {
+        var li = el("li");
+        li.setAttribute("data-route", r.route);
+        li.appendChild(el("b", "", r.route === "-" ? "(no route)" : r.route));
+        li.appendChild(el("span", "", r.rps + " req/s · " + (r.rps ? pct(r.errorsPerSecond / r.rps) : "0%") + " errors · " + r.requests + " in all"));
+        rl.appendChild(li);
+      });
+      c.appendChild(rl);
+    }
     if (s.endpoints && s.endpoints.length) {
       var ul = el("ul", "endpoints");
       s.endpoints.forEach(function (ep) {

@@ -7,7 +7,8 @@ import { ConfigError, type ConfigProblem } from '../errors.js';
 import { formatDuration } from './duration.js';
 import { expandEnv } from './env.js';
 import { resolveLayers, type Layer } from './resolve.js';
-import { rawConfigSchema } from './schema.js';
+import { compilePath, hides, type PathPattern, type RouteMatcher } from '../policy/routes.js';
+import { rawConfigSchema, ROUTE_KEYS } from './schema.js';
 import {
   BUILTIN,
   MAX_FALLBACK_BYTES,
@@ -21,6 +22,7 @@ import {
   type DiscoveryRule,
   type OutlierRule,
   type RetryRule,
+  type RouteConfig,
   type StatusRange,
   isFailureStatus,
   type ServiceConfig,
@@ -140,7 +142,7 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
   const fromEnv: Layer<Tuning> = { path: [], values: { threshold: envDefaults.threshold, cooldown: envDefaults.cooldownMs } };
   const services = new Map<string, ServiceConfig>();
   for (const [name, s] of Object.entries(data.services)) {
-    const { url, endpoints, discovery, ...own } = s;
+    const { url, endpoints, discovery, routes: routesRaw, ...own } = s;
     const r = resolveLayers<Tuning>([builtin, defaults, fromEnv, { path: ['services', name], values: own }]);
     const v = r.values as Tuning &
       Required<Pick<Tuning, 'threshold' | 'cooldown' | 'timeout' | 'bodyIdleTimeout' | 'failureStatuses' | 'mode'>>;
@@ -162,7 +164,9 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
       slowCallMs: v.slowCalls?.duration,
       fallback: readFallback(r.where('fallback'), v.fallback, source, problems, lineOf),
       retries: readRetries(name, r.where('retries'), v.retries, v.failureStatuses, problems, lineOf),
+      clientBodyIdleMs: undefined,
     });
+    const routes = readRoutes(name, routesRaw, call, v.slowCalls !== undefined, source, problems, lineOf);
     const circuit: CircuitPolicy = Object.freeze({
       threshold: v.threshold,
       cooldownMs: v.cooldown,
@@ -186,7 +190,7 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
     const upstream = readUpstream(['services', name], { url, endpoints, discovery }, v, problems, lineOf);
     if (upstream === undefined) continue;
     const shown = url ?? (endpoints ?? []).join(', ');
-    services.set(name, Object.freeze({ name, url: shown, target: upstream.endpoints[0]!, upstream, call, circuit, admission }));
+    services.set(name, Object.freeze({ name, url: shown, target: upstream.endpoints[0]!, upstream, call, routes, circuit, admission }));
   }
   if (problems.length) throw new ConfigError(dedupe(problems), source);
   const listen: ProxyListenConfig = Object.freeze({
@@ -262,6 +266,68 @@ function readRetries(
     );
   }
   return rule.attempts === 0 ? undefined : rule;
+}
+
+type RawRoute = NonNullable<NonNullable<z.infer<typeof rawConfigSchema>['services'][string]['routes']>>[number];
+
+/**
+ * A service's routes (docs/routes.md): each pattern compiled, each route's call policy made from
+ * the service's with the route's keys in their place, and a route that an earlier one hides
+ * (first match wins) refused with both lines.
+ */
+function readRoutes(
+  name: string,
+  raw: readonly RawRoute[] | undefined,
+  call: CallPolicy,
+  hasSlowCallRule: boolean,
+  source: string | undefined,
+  problems: ConfigProblem[],
+  lineOf: LineOf,
+): readonly RouteConfig[] {
+  if (raw === undefined) return Object.freeze([]);
+  const out: RouteConfig[] = [];
+  const names = new Set<string>();
+  /** Routes whose pattern did not compile: never said to hide another. */
+  const broken = new Set<number>();
+  raw.forEach((r, i) => {
+    const path = ['services', name, 'routes', i];
+    let pattern: PathPattern | undefined;
+    if (r.match.path !== undefined) {
+      const p = compilePath(r.match.path);
+      if (typeof p === 'string') {
+        problems.push(at([...path, 'match', 'path'], `${p}, got ${show(r.match.path)}`, lineOf));
+        broken.add(i);
+      } else pattern = p;
+    }
+    const match: RouteMatcher = Object.freeze({ methods: r.match.methods ? new Set(r.match.methods) : undefined, path: pattern });
+    for (let j = 0; j < out.length; j++) {
+      if (broken.has(i) || broken.has(j) || !hides(out[j]!.match, match)) continue;
+      const line = lineOf(['services', name, 'routes', j]);
+      problems.push(
+        at(path, `is hidden by routes.${j}${line ? ` (line ${line})` : ''}: every request it matches takes that route first`, lineOf),
+      );
+    }
+    const label = r.name ?? String(i);
+    if (names.has(label)) problems.push(at([...path, 'name'], `names another route too: ${show(label)}`, lineOf));
+    names.add(label);
+    if (r.slowCalls !== undefined && !hasSlowCallRule) {
+      problems.push(
+        at([...path, 'slowCalls'], `needs the slowCalls rule of ${name}: it counts the slow calls this duration marks`, lineOf),
+      );
+    }
+    const failureStatuses = r.failureStatuses ? Object.freeze(r.failureStatuses.map((x) => Object.freeze({ ...x }))) : call.failureStatuses;
+    const routeCall: CallPolicy = Object.freeze({
+      timeoutMs: r.timeout ?? call.timeoutMs,
+      bodyIdleTimeoutMs: call.bodyIdleTimeoutMs,
+      failureStatuses,
+      slowCallMs: r.slowCalls?.duration ?? call.slowCallMs,
+      fallback: r.fallback ? readFallback([...path.map(String), 'fallback'], r.fallback, source, problems, lineOf) : call.fallback,
+      retries: r.retries ? readRetries(name, [...path, 'retries'], r.retries, failureStatuses, problems, lineOf) : call.retries,
+      clientBodyIdleMs: r.clientTimeouts?.bodyIdle ?? call.clientBodyIdleMs,
+    });
+    out.push(Object.freeze({ name: label, match, call: routeCall }));
+  });
+  return Object.freeze(out);
 }
 
 interface RawTarget {
@@ -403,7 +469,18 @@ function at(path: readonly PropertyKey[], message: string, lineOf: LineOf): Conf
 
 function toProblems(issue: z.core.$ZodIssue, lineOf: LineOf): ConfigProblem[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((k) => at([...issue.path, k], 'unknown key', lineOf));
+    // Under a route: the service's own keys are refused with the reason (one circuit per service).
+    const p = issue.path;
+    const inRoute = p.length >= 4 && p[0] === 'services' && p[2] === 'routes';
+    return issue.keys.map((k) =>
+      at(
+        [...p, k],
+        inRoute
+          ? `is not a route setting: a route may set only ${ROUTE_KEYS.join(', ')}; the circuit, its rules, the bulkhead and the endpoints are the service's (docs/routes.md)`
+          : 'unknown key',
+        lineOf,
+      ),
+    );
   }
   if (issue.code === 'invalid_key') {
     // A record key (a service name) that fails its rule: the rule is the nested issue's message.

@@ -424,6 +424,55 @@ const tuning = {
   retries: retries.optional(),
 };
 
+const clientBodyIdle = duration('A request body idle this long between chunks gets 408; never a breaker failure.', '30s');
+
+/** The keys a route may set: the call's, never the circuit's (docs/routes.md). */
+export const ROUTE_KEYS = ['timeout', 'clientTimeouts.bodyIdle', 'retries', 'failureStatuses', 'slowCalls.duration', 'fallback'] as const;
+
+const METHOD_RULE = 'must be a list of HTTP methods such as GET or POST (upper case)';
+const route = z
+  .strictObject(
+    {
+      name: z
+        .string(rule('must be a name matching [a-z0-9][a-z0-9-_]*'))
+        .regex(/^[a-z0-9][a-z0-9_-]*$/, rule('must be a name matching [a-z0-9][a-z0-9-_]*'))
+        .meta({ description: 'The route as metrics, logs and /stats name it; default its index.' })
+        .optional(),
+      match: z
+        .strictObject(
+          {
+            methods: z
+              .array(z.string(rule(METHOD_RULE)).regex(/^[A-Z]+$/, rule(METHOD_RULE)), rule(METHOD_RULE))
+              .min(1, rule('must list at least one method, or be left out for any'))
+              .meta({ description: 'Methods this route takes; any when left out.' })
+              .optional(),
+            path: z
+              .string(rule('must be a path pattern such as /orders, /orders/*/status or /orders/**'))
+              .meta({
+                description: 'The raw path after /svc/<name>: exact, * for one segment, /** at the end for a prefix; any when left out.',
+              })
+              .optional(),
+          },
+          MAPPING,
+        )
+        .meta({ description: 'Which requests take this route; the first route that matches wins.' }),
+      timeout: tuning.timeout,
+      clientTimeouts: z
+        .strictObject({ bodyIdle: clientBodyIdle.optional() }, MAPPING)
+        .meta({ description: "This route's client body idle limit." })
+        .optional(),
+      retries: tuning.retries,
+      failureStatuses: tuning.failureStatuses,
+      slowCalls: z
+        .strictObject({ duration: duration('No response headers this long: a slow call, for the service slowCalls rule.', '2s') }, MAPPING)
+        .meta({ description: "This route's slow-call duration (the service's slowCalls rule counts them)." })
+        .optional(),
+      fallback: tuning.fallback,
+    },
+    MAPPING,
+  )
+  .meta({ description: "Call settings for some requests of the service (docs/routes.md); the circuit stays the service's." });
+
 const CONNECTIONS_RULE = 'must be an integer from 1 to 1000000';
 const maxConnections = z
   .int(rule(CONNECTIONS_RULE))
@@ -454,7 +503,7 @@ const clientTimeouts = z
   .strictObject(
     {
       header: duration('A request head not complete within this gets 408.', '10s').optional(),
-      bodyIdle: duration('A request body idle this long between chunks gets 408; never a breaker failure.', '30s').optional(),
+      bodyIdle: clientBodyIdle.optional(),
     },
     MAPPING,
   )
@@ -462,7 +511,16 @@ const clientTimeouts = z
 
 const service = z
   .strictObject(
-    { url: url.optional(), endpoints: endpoints.optional(), discovery: discovery.optional(), ...tuning },
+    {
+      url: url.optional(),
+      endpoints: endpoints.optional(),
+      discovery: discovery.optional(),
+      routes: z
+        .array(route, rule('must be a list of routes'))
+        .meta({ description: 'Per-route call settings; first match wins, unmatched requests use the service keys (docs/routes.md).' })
+        .optional(),
+      ...tuning,
+    },
     rule('must be a mapping with a url or endpoints'),
   )
   .meta({ description: 'One upstream: its URL (or endpoints) and any key of `defaults` to override.' });

@@ -2,6 +2,7 @@
 import type { BackoffRule } from '../policy/backoff.js';
 import type { OutlierRule } from '../policy/outlier.js';
 import type { RetryRule } from '../policy/retry.js';
+import type { RouteMatcher } from '../policy/routes.js';
 import type { FailureRateRule, SlowCallRule } from '../policy/rules.js';
 
 export type { BackoffRule, FailureRateRule, OutlierRule, RetryRule, SlowCallRule };
@@ -64,6 +65,17 @@ export interface CallPolicy {
   readonly fallback: FallbackResponse | undefined;
   /** Retries (docs/retries.md); off (undefined) unless set with attempts ≥ 1. */
   readonly retries: RetryRule | undefined;
+  /** A route's `clientTimeouts.bodyIdle` in ms; undefined: the proxy-wide one. */
+  readonly clientBodyIdleMs: number | undefined;
+}
+
+/** One entry of a service's `routes` (docs/routes.md): which requests, and their call settings. */
+export interface RouteConfig {
+  /** `name:`, else the index: the `route` label of metrics, logs and /stats. */
+  readonly name: string;
+  readonly match: RouteMatcher;
+  /** The service's call policy with this route's keys in place of the service's. */
+  readonly call: CallPolicy;
 }
 
 /** What shapes a service's circuit: a change of any of these gives the service a fresh circuit on reload. */
@@ -120,6 +132,8 @@ export interface ServiceConfig {
   readonly target: URL;
   readonly upstream: UpstreamPolicy;
   readonly call: CallPolicy;
+  /** Per-route call settings, first match wins; empty: every request takes `call`. */
+  readonly routes: readonly RouteConfig[];
   readonly circuit: CircuitPolicy;
   readonly admission: AdmissionPolicy;
 }

@@ -31,8 +31,10 @@ interface ServiceSeries {
   readonly service: Service;
   /** `{ service }`, one object for the series' lifetime (prom-client caches its text by identity). */
   readonly labels: Labels;
-  /** Requests by status code. */
+  /** Requests by status code (of a service without routes). */
   readonly codes: Map<number, number>;
+  /** Of a service with routes: requests by route, then status code (docs/routes.md). */
+  readonly routed: Map<string, Map<number, { readonly labels: Labels; n: number }>>;
   readonly latency: LatencyCell;
   rejected: number;
   /** Bulkhead rejections. */
@@ -47,6 +49,15 @@ interface ServiceSeries {
 }
 
 const CODE = new LabelCache('code');
+
+/** The count of one route and status of a service with routes, made on first use. */
+function routedCell(s: ServiceSeries, route: string, code: number): { readonly labels: Labels; n: number } {
+  let codes = s.routed.get(route);
+  if (codes === undefined) s.routed.set(route, (codes = new Map<number, { readonly labels: Labels; n: number }>()));
+  let cell = codes.get(code);
+  if (cell === undefined) codes.set(code, (cell = { labels: Object.freeze({ code: String(code), route }), n: 0 }));
+  return cell;
+}
 const RETRY_REASON = new LabelCache('reason');
 const WOULD_REJECT: readonly WouldRejectReason[] = ['open', 'half_open', 'bulkhead'];
 const WOULD_REJECT_LABELS: readonly Labels[] = WOULD_REJECT.map((reason) => Object.freeze({ reason }));
@@ -214,9 +225,20 @@ export class ProxyMetrics {
       'Requests by service and status code sent to the client (499: client left first).',
       'counter',
       (emit) => {
-        for (const s of series.values()) for (const [code, n] of s.codes) emit(n, CODE.get(code), s.labels);
+        for (const s of series.values()) {
+          if (s.service.config.routes.length === 0) {
+            for (const [code, n] of s.codes) emit(n, CODE.get(code), s.labels);
+            continue;
+          }
+          // A service with routes: every series carries `route` (`-`: none matched), from startup.
+          if (s.routed.size === 0) for (const code of INITIAL_CODES) routedCell(s, '-', code);
+          for (const codes of s.routed.values()) for (const cell of codes.values()) emit(cell.n, cell.labels, s.labels);
+        }
       },
-      zeroAll((s) => s.codes.forEach((_n, code) => s.codes.set(code, 0))),
+      zeroAll((s) => {
+        s.codes.forEach((_n, code) => s.codes.set(code, 0));
+        s.routed.forEach((codes) => codes.forEach((cell) => (cell.n = 0)));
+      }),
     );
     /** Each endpoint of the services that have several (or discover them), draining ones included until their last request ends. */
     const perEndpoint = (emitFor: (ep: Endpoint, emit: Emit) => void) => (emit: Emit) => {
@@ -320,7 +342,30 @@ export class ProxyMetrics {
       requests += n;
       if (code >= 500) errors += n;
     }
+    for (const codes of s.routed.values()) {
+      for (const [code, cell] of codes) {
+        requests += cell.n;
+        if (code >= 500) errors += cell.n;
+      }
+    }
     return { requests, errors, rejected: s.rejected };
+  }
+
+  /** Of a service with routes: requests and 5xx by route, as `proxy_requests_total` counts them. */
+  routeTotals(service: string): ReadonlyMap<string, { requests: number; errors: number }> {
+    const out = new Map<string, { requests: number; errors: number }>();
+    const s = this.series.get(service);
+    if (s === undefined) return out;
+    for (const [route, codes] of s.routed) {
+      let requests = 0;
+      let errors = 0;
+      for (const [code, cell] of codes) {
+        requests += cell.n;
+        if (code >= 500) errors += cell.n;
+      }
+      out.set(route, { requests, errors });
+    }
+    return out;
   }
 
   /** Prometheus text exposition. */
@@ -335,7 +380,8 @@ export class ProxyMetrics {
   private onCompleted(c: Completed): void {
     const s = this.series.get(c.service);
     if (s === undefined) return; // removed by a reload while in flight: no new series
-    s.codes.set(c.status, (s.codes.get(c.status) ?? 0) + 1);
+    if (c.route === undefined) s.codes.set(c.status, (s.codes.get(c.status) ?? 0) + 1);
+    else routedCell(s, c.route, c.status).n += 1;
     s.latency.observe(c.durationSeconds);
     if (c.outcome === 'rejected') s.rejected += 1;
     else if (c.outcome === 'shed') s.shed += 1;
@@ -350,6 +396,7 @@ export class ProxyMetrics {
       service,
       labels: latency.labels,
       codes: new Map(INITIAL_CODES.map((code) => [code, 0])),
+      routed: new Map(),
       latency,
       rejected: 0,
       shed: 0,

@@ -28,7 +28,8 @@ export interface AttemptOwner {
   readonly res: ServerResponse;
   readonly config: ServiceConfig;
   readonly policy: CallPolicy;
-  readonly owner: { readonly clientBodyIdleMs: number };
+  /** `clientTimeouts.bodyIdle` for this call (its route's, else the proxy's). */
+  readonly clientBodyIdleMs: number;
   readonly requestId: string;
   readonly started: number;
   readonly hasBody: boolean;
@@ -110,7 +111,7 @@ export class Attempt implements ForwardSink {
     this.since = replay ? performance.now() : call.started;
     if (!replay && call.hasBody && !call.req.complete) {
       this.phase = 'sending';
-      this.wait(call.owner.clientBodyIdleMs);
+      this.wait(call.clientBodyIdleMs);
     } else {
       this.awaitHeaders();
     }
@@ -178,7 +179,7 @@ export class Attempt implements ForwardSink {
           this.call.clientStalled();
           return;
         }
-        return this.timedOut(`request body not accepted within ${formatDuration(this.call.owner.clientBodyIdleMs)}`);
+        return this.timedOut(`request body not accepted within ${formatDuration(this.call.clientBodyIdleMs)}`);
       case 'awaiting-headers':
         return this.timedOut(`no response headers within ${formatDuration(this.policy.timeoutMs)}`);
       case 'streaming':

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { AdmissionChain, Admittee, WouldRejectReason } from '../admission/chain.js';
 import type { Circuit } from '../circuit/circuit.js';
 import { formatDuration } from '../config/duration.js';
-import type { CallPolicy, ServiceConfig } from '../config/types.js';
+import type { CallPolicy, RouteConfig, ServiceConfig } from '../config/types.js';
 import { statusForFailure, type UpstreamOutcome } from '../outcome.js';
 import { mayRetry, retryDelay, type NoRetry } from '../policy/retry.js';
 import type { Endpoint, EndpointSet } from '../upstream/endpoints.js';
@@ -29,6 +29,8 @@ export interface Completed {
   readonly requestId: string;
   /** Upstream attempts made (1 without a retry; 0 when none was). */
   readonly attempts: number;
+  /** For a service with routes: the route taken (its name or index), `-` for none (docs/routes.md). */
+  readonly route?: string;
   /** Why the last failed attempt was not retried, where retries are set and it failed. */
   readonly noRetry?: NoRetry | 'budget' | 'circuit';
 }
@@ -104,14 +106,22 @@ export class Call implements Admittee, AttemptOwner {
   private onEndpoint = false;
   private noRetry: Completed['noRetry'];
 
+  /** For a service with routes: the route taken, `-` for none; undefined for a service without. */
+  readonly route: string | undefined;
+  /** `clientTimeouts.bodyIdle` for this call: its route's, else the proxy's. */
+  readonly clientBodyIdleMs: number;
+
   constructor(
     readonly owner: CallOwner,
     private readonly service: Service,
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
+    route: RouteConfig | undefined,
   ) {
     this.config = service.config;
-    this.policy = this.config.call;
+    this.policy = route?.call ?? this.config.call;
+    this.route = this.config.routes.length === 0 ? undefined : (route?.name ?? '-');
+    this.clientBodyIdleMs = this.policy.clientBodyIdleMs ?? owner.clientBodyIdleMs;
     this.circuit = service.circuit;
     this.chain = service.admission;
     this.endpoints = service.endpoints;
@@ -323,7 +333,7 @@ export class Call implements Admittee, AttemptOwner {
   /** The client paused its body past `clientTimeouts.bodyIdle`: 408, the connection not kept. */
   clientStalled(): void {
     this.res.shouldKeepAlive = false;
-    this.problem(408, 'Request Timeout', `request body idle for ${formatDuration(this.owner.clientBodyIdleMs)}`);
+    this.problem(408, 'Request Timeout', `request body idle for ${formatDuration(this.clientBodyIdleMs)}`);
   }
 
   /** The chosen attempt's body is complete. */
@@ -374,6 +384,7 @@ export class Call implements Admittee, AttemptOwner {
       path: this.req.url ?? '',
       requestId: this.requestId,
       attempts: this.attempts,
+      ...(this.route !== undefined ? { route: this.route } : {}),
       ...(this.noRetry !== undefined && verdict === 'failure' ? { noRetry: this.noRetry } : {}),
     });
   }

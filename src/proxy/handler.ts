@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Admission, WouldRejectReason } from '../admission/chain.js';
-import type { ServiceConfig } from '../config/types.js';
+import type { CallPolicy, ServiceConfig } from '../config/types.js';
 import type { Service } from '../upstream/service.js';
 import type { ServiceRegistry } from '../upstream/registry.js';
 import { Call, CLIENT_CLOSED, type CallOwner, type Completed, type Outcome, type RetryEvent } from './call.js';
@@ -33,8 +33,8 @@ const DEFAULT_CLIENT_BODY_IDLE_MS = 30_000;
  * imports them (docs/architecture.md).
  */
 export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner {
-  /** Each service's canned rejection: the 503 problem, or its fallback. By config: a reload may change it. */
-  private readonly rejections = new WeakMap<ServiceConfig, CannedResponse>();
+  /** Each call policy's canned rejection: the 503 problem, or its fallback. By policy: a reload or a route may change it. */
+  private readonly rejections = new WeakMap<CallPolicy, CannedResponse>();
   /** Each service's last bulkhead 503 (its detail names the count, which is maxConcurrent but after a reload). */
   private readonly sheds = new WeakMap<ServiceConfig, ShedResponse>();
   /** Set while draining: responses carry `Connection: close`. */
@@ -84,7 +84,9 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
       this.unrouted(req, res, requestId, { status: 404, title: 'Not Found', detail: `unknown service: ${r.name}` });
       return;
     }
-    const call = new Call(this, service, req, res);
+    // A service with routes: the first that matches sets the call's settings (docs/routes.md).
+    const rt = service.config.routes.length === 0 ? undefined : service.routeFor(req.method ?? '', r.rest);
+    const call = new Call(this, service, req, res, rt);
     call.requestId = requestId;
     call.rest = r.rest;
     call.query = r.query;
@@ -126,11 +128,11 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
   /** The open circuit's answer: the 503 problem with Retry-After, or the service's fallback. */
   private reject(call: Call): void {
     const svc = call.config;
-    let canned = this.rejections.get(svc);
+    let canned = this.rejections.get(call.policy);
     if (canned === undefined) {
-      const fallback = svc.call.fallback;
+      const fallback = call.policy.fallback;
       canned = fallback ? new FallbackAnswer(svc.name, fallback) : new OpenCircuitResponse(svc.name);
-      this.rejections.set(svc, canned);
+      this.rejections.set(call.policy, canned);
     }
     canned.send(call.req, call.res, call.circuit.retryAfterSeconds(), call.requestId);
     this.answered(call, canned.status, 'rejected');
@@ -162,6 +164,7 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
       path: req.url ?? '',
       requestId: call.requestId,
       attempts: 0,
+      ...(call.route !== undefined ? { route: call.route } : {}),
     });
   }
 

@@ -2,7 +2,8 @@ import type { EventEmitter } from 'node:events';
 import { AdmissionChain, observed, type Gate } from '../admission/chain.js';
 import { Bulkhead, CircuitGate } from '../admission/gates.js';
 import { Circuit, type BreakerEvents, type BreakerState, type CircuitSnapshot } from '../circuit/circuit.js';
-import { keepsCircuit, type ServiceConfig } from '../config/types.js';
+import { keepsCircuit, type RouteConfig, type ServiceConfig } from '../config/types.js';
+import { routeMatches } from '../policy/routes.js';
 import { monotonic } from '../policy/clock.js';
 import { RetryBudget } from '../policy/retry.js';
 import { Discovery, type Resolution } from './discovery.js';
@@ -95,6 +96,12 @@ export class Service {
 
   get admission(): AdmissionChain {
     return this.chainNow;
+  }
+
+  /** The route a request takes (docs/routes.md): the first that matches; undefined when none does. */
+  routeFor(method: string, rest: string): RouteConfig | undefined {
+    for (const r of this.cfg.routes) if (routeMatches(r.match, method, rest)) return r;
+    return undefined;
   }
 
   get state(): BreakerState {

@@ -44,9 +44,9 @@ describe('the Python make-order behind circuit-proxy', { skip, timeout: 120_000 
 
   before(async () => {
     for (const s of services) await s.start();
-    // Product's retry rule as config/proxy.yaml ships it (the stock check tried once more).
+    // Product's routes as config/proxy.yaml ships them (the stock check tried once more).
     const shipped = readFileSync(`${ROOT}config/proxy.yaml`, 'utf8');
-    const productRetries = /^ {4}retries: .*$/m.exec(shipped.slice(shipped.indexOf('  product:')))![0];
+    const productRetries = /^ {4}routes:.*\n(?: {6,}.*\n)+/m.exec(shipped.slice(shipped.indexOf('  product:')))![0].trimEnd();
     const yaml = services
       .map((s) => `  ${s.name}:\n    url: http://127.0.0.1:${s.port}\n${s.name === 'product' ? `${productRetries}\n` : ''}`)
       .join('');

@@ -40,7 +40,7 @@ describe(
       p = await startProxy(
         `defaults: { threshold: 2, cooldown: 30s }\nservices:\n  product:\n    url: ${up.url}\n    maxConcurrent: 16\n  cart:\n    url: ${up.url}\n    failureRate: { threshold: 50%, minRequests: 10 }\n  notification:\n    url: ${up.url}\n` +
           `  catalog:\n    endpoints: [${up.url}, ${bad.url}]\n    outlier: { consecutiveFailures: 1, ejectionTime: 1h }\n` +
-          `  stock:\n    endpoints: [${bad.url}, ${up.url}]\n    threshold: 100\n    retries: { backoff: { base: 1ms, max: 2ms } }\n`,
+          `  stock:\n    endpoints: [${bad.url}, ${up.url}]\n    threshold: 100\n    retries: { backoff: { base: 1ms, max: 2ms } }\n    routes:\n      - { name: items, match: { methods: [GET], path: /x } }\n`,
       );
       browser = await chromium.launch({
         executablePath: CHROMIUM,
@@ -121,6 +121,11 @@ describe(
       const r = await request(p.port, '/svc/stock/x');
       assert.deepEqual([r.status, r.headers['x-circuit-attempts']], [200, '2']);
       await page.waitForSelector(retries(1));
+      // Its route under it: requests per second, errors and the total, live.
+      await page.waitForSelector(
+        `[data-service="stock"] li[data-route="items"] span:text-matches("^[0-9]+ req/s · [0-9.]+% errors · 1 in all$")`,
+      );
+      assert.equal(await page.textContent('[data-service="stock"] li[data-route="items"] b'), 'items');
     });
 
     test('screenshots at desktop and phone widths', async () => {
