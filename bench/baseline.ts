@@ -1,6 +1,7 @@
 /**
  * The baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings as circuit-proxy's
- * forwarder, no breaker, no metrics, no header hygiene. Forwards everything to one target.
+ * forwarder, no breaker, no metrics, no header hygiene. Forwards everything to one target, WebSocket
+ * handshakes with http-proxy's `ws`.
  * Usage: node dist/bench/baseline.js <port> <target-url>
  */
 import { Agent, createServer } from 'node:http';
@@ -13,6 +14,8 @@ proxy.on('error', (_err, _req, res) => {
   res.end();
 });
 const server = createServer((req, res) => proxy.web(req, res));
+// WebSocket handshakes through http-proxy's `ws`, with the same agent (the WebSocket rounds: bench/websocket.ts).
+server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head));
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ port: (server.address() as { port: number }).port })}\n`);
 });

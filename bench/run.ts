@@ -16,6 +16,7 @@
  * at the same time (bench/paired.ts), and closed, open (a second proxy process) and floor likewise; RSS
  * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS);
  * streaming rounds (bench/streaming.ts: a 1 GiB response and request body, baseline against circuit-proxy).
+ * Then WebSocket rounds (bench/websocket.ts: echo messages/s and handshakes/s, baseline's `ws` against circuit-proxy).
  * Every Node process runs with circuit-proxy's NODE_FLAGS, on this Node or BENCH_NODE (bench/tools.ts). Targets 127.0.0.1 only; stops by itself. Writes bench/results/bench-<time>.json and BENCHMARKS.md.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -26,6 +27,7 @@ import { firstLine, forceOpen, listeningPorts } from './child.js';
 import { NODE_FLAGS } from '../src/runtime.js';
 import { pairedRounds } from './paired.js';
 import { streamingRounds, STREAM_MB, STREAM_ROUNDS, type StreamingResult } from './streaming.js';
+import { websocketRounds, WS_ROUNDS, type WebSocketResult } from './websocket.js';
 import { CLK_TCK, cleanUp, cpuTicks, load, median, NODE_VERSION, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -294,6 +296,9 @@ async function main(): Promise<void> {
   process.stdout.write(`\nstreaming: ${STREAM_MB} MiB each way, ${STREAM_ROUNDS} alternating rounds...\n`);
   const streaming: StreamingResult = await streamingRounds();
 
+  process.stdout.write(`\nWebSocket: echo and handshakes, ${WS_ROUNDS} alternating rounds...\n`);
+  const websocket: WebSocketResult = await websocketRounds();
+
   const ratios = {
     closedVsBaseline: Math.round((summary.closed.rps / summary.baseline.rps) * 1000) / 1000,
     policiesVsBaseline: Math.round((summary.policies.rps / summary.baseline.rps) * 1000) / 1000,
@@ -326,6 +331,8 @@ async function main(): Promise<void> {
     'streaming upload >= 0.90x baseline throughput': streaming.upload.ratio >= 0.9,
     'streaming download: RSS growth <= baseline + 10 MB': streaming.download.rssGrowthOverBaselineMB <= 10,
     'streaming upload: RSS growth <= baseline + 10 MB': streaming.upload.rssGrowthOverBaselineMB <= 10,
+    'WebSocket echo messages/s >= 0.90x the baseline ws': websocket.echo.ratio >= 0.9 && websocket.errors === 0,
+    'WebSocket handshakes/s >= 0.90x the baseline ws': websocket.handshakes.ratio >= 0.9 && websocket.errors === 0,
     'open p99 <= 3 ms': summary.open.p99ms <= 3,
     'open: zero upstream connections and requests': openUpstreamConnections === 0,
     [`RSS <= 100 MB after ${RSS_SECONDS}s at 50 connections`]: sustained.rssMB <= 100,
@@ -335,7 +342,7 @@ async function main(): Promise<void> {
   };
   const result = {
     date: new Date().toISOString(),
-    command: `${process.env.BENCH_NODE ? `BENCH_NODE=${process.env.BENCH_NODE} ` : ''}BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_PAIRED_ROUNDS=${PAIRED_ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} BENCH_STREAM_MB=${STREAM_MB} BENCH_STREAM_ROUNDS=${STREAM_ROUNDS} npm run bench`,
+    command: `${process.env.BENCH_NODE ? `BENCH_NODE=${process.env.BENCH_NODE} ` : ''}BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_PAIRED_ROUNDS=${PAIRED_ROUNDS} BENCH_RSS_SECONDS=${RSS_SECONDS} BENCH_STREAM_MB=${STREAM_MB} BENCH_STREAM_ROUNDS=${STREAM_ROUNDS} BENCH_WS_ROUNDS=${WS_ROUNDS} npm run bench`,
     machine: {
       cpu: cpus()[0]?.model,
       cores: cpus().length,
@@ -361,6 +368,7 @@ async function main(): Promise<void> {
     sustained: { seconds: RSS_SECONDS, rps: Math.round(sustained.rps), rssMB: sustained.rssMB },
     thousandServices: { readyMs, scrapeMs, metricsBytes: seriesBytes, rssMB: bigRss },
     streaming,
+    websocket,
     targetsMet,
   };
   mkdirSync(`${ROOT}bench/results`, { recursive: true });
@@ -423,6 +431,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     `streaming ${STREAM_MB} MiB: download ${streaming.download.ratio}x baseline (RSS growth ${streaming.download.rssGrowthOverBaselineMB} MB over it), upload ${streaming.upload.ratio}x (${streaming.upload.rssGrowthOverBaselineMB} MB)\n\n`,
   );
+  process.stdout.write(
+    `WebSocket: echo ${websocket.echo.ratio}x baseline (rounds ${websocket.echo.range.join('-')}), handshakes ${websocket.handshakes.ratio}x (rounds ${websocket.handshakes.range.join('-')})\n\n`,
+  );
   for (const [k, v] of Object.entries(targetsMet)) process.stdout.write(`  ${v ? 'met   ' : 'MISSED'}  ${k}\n`);
   process.stdout.write(`\nwritten: ${file}, BENCHMARKS.md\n`);
 }
@@ -458,6 +469,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 - Sustained: a fresh proxy process after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s): RSS ${r.sustained.rssMB} MB.
 - 1,000 services: ready (process start to \`/readyz\` 200) in ${r.thousandServices.readyMs} ms; \`/metrics\` scrape ${r.thousandServices.scrapeMs} ms (median, ${Math.round(r.thousandServices.metricsBytes / 1024)} KiB); RSS ${r.thousandServices.rssMB} MB.
 - Streaming (bench/streaming.ts: ${r.streaming.megabytes} MiB through the baseline and through circuit-proxy, ${r.streaming.rounds} alternating rounds, a Node client on core 1): download **${r.streaming.download.ratio}x** the baseline's throughput (MB/s per round: baseline ${r.streaming.download.baseline.map((t: any) => t.mbPerSecond).join(', ')}; circuit-proxy ${r.streaming.download.proxy.map((t: any) => t.mbPerSecond).join(', ')}), RSS growth ${r.streaming.download.rssGrowthOverBaselineMB} MB over the baseline's; upload **${r.streaming.upload.ratio}x** (baseline ${r.streaming.upload.baseline.map((t: any) => t.mbPerSecond).join(', ')}; circuit-proxy ${r.streaming.upload.proxy.map((t: any) => t.mbPerSecond).join(', ')}), RSS growth ${r.streaming.upload.rssGrowthOverBaselineMB} MB over the baseline's.
+- WebSocket (bench/websocket.ts: a \`ws\` echo upstream behind the baseline's http-proxy \`ws\` and behind circuit-proxy, ${r.websocket.rounds} alternating rounds of ${r.websocket.seconds} s, a Node \`ws\` client on core 1): echo over 50 tunnels **${r.websocket.echo.ratio}x** the baseline's messages/s (per round ${r.websocket.echo.ratios.join(', ')}; msg/s baseline ${r.websocket.echo.baseline.join(', ')}, circuit-proxy ${r.websocket.echo.proxy.join(', ')}); handshakes (open, 101, close; 10 at a time) **${r.websocket.handshakes.ratio}x** (per round ${r.websocket.handshakes.ratios.join(', ')}); ${r.websocket.errors} errors.
 
 | target | met |
 | --- | --- |

@@ -114,6 +114,9 @@ export function attachLogs(log: Logger, registry: ServiceRegistry, handler: Prox
         'request',
       );
     });
+    handler.on('tunnelClosed', (service, seconds) => {
+      log.info({ service, durationMs: Math.round(seconds * 1e6) / 1e3 }, 'tunnel closed');
+    });
     handler.on('unrouted', (status, req) => {
       log.info({ method: req.method, path: req.url, status }, 'request (no route)');
     });

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { ServiceRegistry, type ReconcileResult } from './upstream/registry.js';
 import type { Config } from './config/types.js';
@@ -76,7 +76,13 @@ export class CircuitProxy {
     this.server.maxHeadersCount = MAX_HEADERS + 1;
     this.server.maxConnections = config.listen.maxConnections;
     this.handler.clientBodyIdleMs = config.clientTimeouts.bodyIdleMs;
+    this.handler.tunnelIdleMs = config.clientTimeouts.tunnelIdleMs;
     this.server.on('clientError', onClientError);
+    // WebSocket handshakes are tunnelled; any other upgrade is served as the plain request it also is.
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (isWebSocket(req)) this.handler.upgrade(req, socket, head);
+      else asPlainRequest(this.server, req, socket, head);
+    });
     // CONNECT (authority-form target) is never tunnelled: the upstream comes from config only.
     this.server.on('connect', (req, socket: Socket) => {
       const body = problemBody(400, 'Bad Request', 'CONNECT is not supported: request targets must be /svc/<name>/...');
@@ -116,6 +122,7 @@ export class CircuitProxy {
     const result = this.registry.reconcile(next);
     const prev = this.config;
     this.handler.clientBodyIdleMs = next.clientTimeouts.bodyIdleMs;
+    this.handler.tunnelIdleMs = next.clientTimeouts.tunnelIdleMs;
     this.server.headersTimeout = next.clientTimeouts.headerMs;
     if (
       prev.listen.host !== next.listen.host ||
@@ -159,7 +166,9 @@ export class CircuitProxy {
   private async drain(graceMs: number): Promise<void> {
     this.ready = false;
     this.handler.draining = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Open tunnels get the grace period too (docs/websocket.md).
+    const closed = Promise.all([serverClosed, this.handler.tunnelsClosed()]);
     this.server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
@@ -169,6 +178,7 @@ export class CircuitProxy {
     clearTimeout(timer);
     if (expired) {
       this.log.warn({ graceMs }, 'grace period over: closing remaining connections');
+      this.handler.closeTunnels();
       this.server.closeAllConnections();
       await closed;
     }
@@ -220,4 +230,38 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   } else {
     rawReply(socket, 400, 'Bad Request', problemBody(400, 'Bad Request', `malformed request (${err.code ?? 'parse error'})`));
   }
+}
+
+/** A WebSocket handshake (RFC 6455 §4.1: a GET with `Upgrade: websocket`); anything else is not tunnelled. */
+function isWebSocket(req: IncomingMessage): boolean {
+  return req.method === 'GET' && /^\s*websocket\s*$/i.test(req.headers.upgrade ?? '');
+}
+
+/**
+ * An upgrade the proxy does not tunnel (`h2c`, ...): the request is served as a plain request,
+ * without the upgrade (RFC 9110 §7.8 lets a server ignore it; docs/websocket.md). Node has
+ * already parsed its head and handed over the socket, so the head is written back in front of
+ * the bytes after it, without `Upgrade` and the `upgrade` token of `Connection`, and the socket
+ * is given to the server again as a new connection (the `connection` event, which Node
+ * documents for injecting connections).
+ */
+function asPlainRequest(server: Server, req: IncomingMessage, socket: Socket, head: Buffer): void {
+  let text = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}\r\n`;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    let value = raw[i + 1]!;
+    if (name === 'upgrade') continue;
+    if (name === 'connection') {
+      value = value
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t !== '' && t.toLowerCase() !== 'upgrade')
+        .join(', ');
+      if (value === '') continue;
+    }
+    text += `${raw[i]!}: ${value}\r\n`;
+  }
+  socket.unshift(Buffer.concat([Buffer.from(text + '\r\n', 'latin1'), head]));
+  server.emit('connection', socket);
 }

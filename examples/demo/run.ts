@@ -5,7 +5,12 @@
  *   that product is its three replicas (`endpoints`, with outlier ejection: docs/endpoints.md),
  * - make-order on :8000, calling its dependencies through the proxy,
  * - a control endpoint on :8099 to take a service down and bring it back, or make one replica fail.
- * Ctrl-C stops everything.
+ * WebSocket (docs/websocket.md): notification has a live feed; watch it through the proxy, then queue one:
+  node dist/examples/demo/watch.js ws://localhost:8080/svc/notification/ws
+  curl -s -X POST localhost:8080/svc/notification/notifications -H 'content-type: application/json' -d '{"to":"ana"}'
+  curl -s localhost:9901/metrics | grep '^proxy_tunnels'
+
+Ctrl-C stops everything.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

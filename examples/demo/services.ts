@@ -3,9 +3,10 @@
  * realistic endpoints. Used by `npm run demo`, `npm run scenarios`, the docker-compose demo
  * (`node dist/examples/demo/service.js <name>`) and tests.
  */
-import { once } from 'node:events';
+import { createHash } from 'node:crypto';
+import { EventEmitter, once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 
 export const SERVICE_NAMES = ['auth', 'customer', 'product', 'order', 'cart', 'notification'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
@@ -17,6 +18,58 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** Notifications as they are queued, for the WebSocket feed (`GET /ws` on the notification service). */
+const feed = new EventEmitter().setMaxListeners(0);
+
+/** One unmasked WebSocket frame from server to client (RFC 6455 §5.2). */
+function frame(opcode: number, payload: Buffer): Buffer {
+  const n = payload.length;
+  const head = n < 126 ? Buffer.from([0x80 | opcode, n]) : Buffer.from([0x80 | opcode, 126, n >> 8, n & 0xff]);
+  return Buffer.concat([head, payload]);
+}
+
+/**
+ * The notification service's live feed: a minimal WebSocket server (text frames out, ping and
+ * close answered, anything else the client sends ignored), written by hand so the demo services
+ * need no package at run time. docs/websocket.md shows it through the proxy.
+ */
+function openFeed(req: IncomingMessage, socket: Socket, service: string): void {
+  const key = req.headers['sec-websocket-key'];
+  if (req.url?.split('?')[0] !== '/ws' || typeof key !== 'string') {
+    socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    return;
+  }
+  const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+  const push = (note: unknown): void => void socket.write(frame(0x1, Buffer.from(JSON.stringify(note))));
+  push({ hello: `${service} feed: each notification queued appears here` });
+  feed.on('note', push);
+  let buf = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buf = Buffer.concat([buf, chunk]);
+    while (buf.length >= 2) {
+      const opcode = buf[0]! & 0x0f;
+      let len = buf[1]! & 0x7f;
+      let at = 2;
+      if (len === 126) [len, at] = [buf.length >= 4 ? buf.readUInt16BE(2) : Infinity, 4];
+      else if (len === 127) [len, at] = [buf.length >= 10 ? Number(buf.readBigUInt64BE(2)) : Infinity, 10];
+      const masked = (buf[1]! & 0x80) !== 0;
+      const end = at + (masked ? 4 : 0) + len;
+      if (buf.length < end) return;
+      const payload = Buffer.from(buf.subarray(end - len, end));
+      if (masked) for (let i = 0; i < payload.length; i++) payload[i]! ^= buf[at + (i % 4)]!;
+      buf = buf.subarray(end);
+      if (opcode === 0x8) {
+        socket.end(frame(0x8, payload.subarray(0, 2)));
+        return;
+      }
+      if (opcode === 0x9) socket.write(frame(0xa, payload));
+    }
+  });
+  socket.on('error', () => socket.destroy());
+  socket.on('close', () => feed.off('note', push));
 }
 
 function routesFor(name: ServiceName): Route[] {
@@ -127,7 +180,11 @@ function routesFor(name: ServiceName): Route[] {
         [
           'POST',
           /^\/notifications$/,
-          (_p, _r, body, res) => send(res, 202, { queued: true, to: body?.to ?? null, template: body?.template ?? null }),
+          (_p, _r, body, res) => {
+            const note = { queued: true, to: body?.to ?? null, template: body?.template ?? null };
+            feed.emit('note', note);
+            send(res, 202, note);
+          },
         ],
       ];
   }
@@ -163,6 +220,7 @@ export class DemoService {
     if (this.server) return this.port;
     const server = createServer((req, res) => this.handle(req, res));
     server.keepAliveTimeout = 5000;
+    if (this.name === 'notification') server.on('upgrade', (req, socket: Socket) => openFeed(req, socket, this.name));
     server.listen(this.port, this.host);
     await once(server, 'listening');
     this.port = (server.address() as AddressInfo).port;

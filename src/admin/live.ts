@@ -40,6 +40,8 @@ export interface Totals {
   totals(service: string): { requests: number; errors: number; rejected: number } | undefined;
   /** Of a service with routes: requests and 5xx by route (docs/routes.md). */
   routeTotals(service: string): ReadonlyMap<string, { requests: number; errors: number }>;
+  /** Open WebSocket tunnels (docs/websocket.md). */
+  openTunnels(service: string): number;
 }
 
 /** One route of a service: its totals, and its requests and 5xx in the last full second. */
@@ -61,6 +63,8 @@ export interface ServiceStats extends BreakerSnapshot {
   /** Requests, and those answered without the upstream (503 or fallback), as `/metrics` counts them. */
   readonly requests: number;
   readonly rejected: number;
+  /** Open WebSocket tunnels (docs/websocket.md). */
+  readonly tunnels: number;
   /** A service with routes: each route's counts and rates (`-`: requests no route matched). */
   readonly routes?: RouteStats[];
 }
@@ -182,6 +186,7 @@ export class LiveState {
       errorsPerSecond: s.errors.at(-1) ?? 0,
       requests: t?.requests ?? 0,
       rejected: t?.rejected ?? 0,
+      tunnels: this.counts.openTunnels(name),
       ...(b.config.routes.length > 0 ? { routes: this.routeStats(b.name, s) } : {}),
     };
   }

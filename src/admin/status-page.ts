@@ -172,6 +172,7 @@ export const STATUS_PAGE = String.raw`<!doctype html>
       facts.appendChild(fact("window", s.window.requests + " calls"));
     }
     if (s.queued) facts.appendChild(fact("queued", String(s.queued)));
+    if (s.tunnels) facts.appendChild(fact("tunnels", String(s.tunnels)));
     if (s.retries) facts.appendChild(fact("retries", s.retries.total + (s.retries.exhausted ? " · " + s.retries.exhausted + " over budget" : "")));
     c.appendChild(facts);
     var series = s.series || { requests: [], errors: [] };

@@ -208,6 +208,7 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
     clientTimeouts: Object.freeze({
       headerMs: data.clientTimeouts?.header ?? BUILTIN.clientTimeouts.headerMs,
       bodyIdleMs: data.clientTimeouts?.bodyIdle ?? BUILTIN.clientTimeouts.bodyIdleMs,
+      ...(data.clientTimeouts?.tunnelIdle !== undefined ? { tunnelIdleMs: data.clientTimeouts.tunnelIdle } : {}),
     }),
     shutdownGraceMs: data.shutdownGrace ?? BUILTIN.shutdownGraceMs,
     services,

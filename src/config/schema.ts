@@ -504,6 +504,7 @@ const clientTimeouts = z
     {
       header: duration('A request head not complete within this gets 408.', '10s').optional(),
       bodyIdle: clientBodyIdle.optional(),
+      tunnelIdle: duration('A WebSocket tunnel with no bytes either way this long is closed (default off).', 'off').optional(),
     },
     MAPPING,
   )

@@ -45,6 +45,8 @@ export interface ClientTimeouts {
   readonly headerMs: number;
   /** A request body idle this many ms between chunks gets 408. Default 30 000. */
   readonly bodyIdleMs: number;
+  /** A WebSocket tunnel idle both ways this many ms is closed; undefined: off (docs/websocket.md). */
+  readonly tunnelIdleMs?: number;
 }
 
 /**

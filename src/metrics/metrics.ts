@@ -83,6 +83,7 @@ export class ProxyMetrics {
   private readonly series = new Map<string, ServiceSeries>();
   private readonly duration: LatencyHistogram;
   private readonly unrouted: Counter<'code'>;
+  private readonly tunnelCounts: ProxyHandler['tunnelCounts'];
 
   constructor(breakers: ServiceRegistry, proxy: ProxyHandler, opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
@@ -173,6 +174,16 @@ export class ProxyMetrics {
       'Requests forwarded to the upstream and not yet ended (the bulkhead counts these).',
       'gauge',
       (s) => s.service.inFlight,
+    );
+    const tunnels = proxy.tunnelCounts;
+    this.tunnelCounts = tunnels;
+    perService('proxy_tunnels', 'Open WebSocket tunnels (docs/websocket.md).', 'gauge', (s) => tunnels.get(s.service.name)?.open ?? 0);
+    perService(
+      'proxy_tunnels_total',
+      'WebSocket tunnels opened (handshakes the upstream answered 101).',
+      'counter',
+      (s) => tunnels.get(s.service.name)?.total ?? 0,
+      () => tunnels.forEach((c) => (c.total = 0)),
     );
     counter('proxy_bulkhead_rejected_total', 'Requests answered 503 because maxConcurrent were in flight.', 'shed');
     family(
@@ -366,6 +377,11 @@ export class ProxyMetrics {
       out.set(route, { requests, errors });
     }
     return out;
+  }
+
+  /** Open WebSocket tunnels of a service, as `proxy_tunnels` shows them. */
+  openTunnels(service: string): number {
+    return this.tunnelCounts.get(service)?.open ?? 0;
   }
 
   /** Prometheus text exposition. */

@@ -1,8 +1,10 @@
 /**
  * The forwarding engine: the only module that imports http-proxy. It uses http-proxy's documented
- * API only (`createProxyServer`, `web(req, res, options)` with a `buffer`, the
- * `proxyReq`/`proxyRes`/`end`/`error` events, `selfHandleResponse`, an agent) and reports
- * everything that happens to one forwarded request to that request's {@link ForwardSink}.
+ * API (`createProxyServer`, `web(req, res, options)` with a `buffer`, `ws(req, socket, head)`, the
+ * `proxyReq`/`proxyReqWs`/`error` events, `selfHandleResponse`, an agent) and reports
+ * everything that happens to one forwarded request to that request's {@link ForwardSink} (a
+ * WebSocket handshake's to its {@link TunnelSink}). One reach past it, for a defect of `ws`, is
+ * described at {@link onProxyReqWs}.
  *
  * How each known defect of http-proxy 1.18.1 is neutralized: docs/http-proxy-defects.md.
  * The request line and the body framing are set in the `proxyReq` event, which http-proxy emits
@@ -13,6 +15,7 @@
  */
 import { Agent as HttpAgent, type AgentOptions, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Stream } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Endpoint } from '../upstream/endpoints.js';
@@ -24,6 +27,28 @@ export interface ForwardSink {
   onUpstreamResponse(proxyRes: IncomingMessage): void;
   /** The upstream request failed (also after the attempt gave it up: the sink ignores those). */
   onUpstreamError(err: NodeJS.ErrnoException): void;
+}
+
+/** What the forwarder reports to for a WebSocket handshake and its tunnel (src/proxy/tunnel.ts). */
+export interface TunnelSink {
+  /** The upstream handshake request exists; nothing of it has been written. */
+  onTunnelRequest(proxyReq: ClientRequest): void;
+  /** The upstream answered 101: http-proxy writes the 101 with `proxyRes.headers` right after this call, then pipes both ways. */
+  onTunnelOpen(proxyRes: IncomingMessage, upstream: Socket): void;
+  /** The upstream answered anything else: http-proxy writes a head of `proxyRes.headers` right after this call, then pipes the body. */
+  onTunnelRefused(proxyRes: IncomingMessage): void;
+  /** The upstream request failed (also after the 101: the sink ignores those). */
+  onTunnelError(err: NodeJS.ErrnoException): void;
+}
+
+/** A WebSocket handshake to forward: the client's request (headers prepared), its socket, the bytes after its head. */
+export interface UpstreamTunnel {
+  readonly req: IncomingMessage;
+  readonly socket: Socket;
+  readonly head: Buffer;
+  readonly endpoint: Endpoint;
+  /** Base path + rest + query, exactly as the upstream must see it. */
+  readonly path: string;
 }
 
 /** What goes upstream: the client's request (headers already as the upstream must see them), to which service, at what path. */
@@ -129,6 +154,30 @@ function onProxyReq(proxyReq: ClientRequest, _req: IncomingMessage, _res: Server
   body.start(proxyReq);
 }
 
+/** A handshake's sink and path, kept on the client's request for the `proxyReqWs` listener. */
+const TUNNEL = Symbol('circuit-proxy.tunnel');
+type WithTunnel = IncomingMessage & { [TUNNEL]?: { sink: TunnelSink; path: string } };
+
+/**
+ * The handshake's upstream request, before anything of it is written (http-proxy emits
+ * `proxyReqWs` right after creating it, and attaches its own listeners after this one, so ours
+ * run first). For any answer, 101 or not, http-proxy then writes a head made of the response's
+ * parsed `headers` object, which the sink rewrites first: for a non-101 it would otherwise send
+ * `transfer-encoding: chunked` over the decoded body it pipes (docs/websocket.md). Pinned
+ * (http-proxy 1.18.1 exactly) and checked by a canary in test/e2e/websocket.test.ts.
+ */
+function onProxyReqWs(proxyReq: ClientRequest, req: WithTunnel): void {
+  const t = req[TUNNEL];
+  if (t === undefined) return;
+  req[TUNNEL] = undefined;
+  const sink = t.sink;
+  proxyReq.path = t.path;
+  proxyReq.on('response', (proxyRes: IncomingMessage) => sink.onTunnelRefused(proxyRes));
+  proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket) => sink.onTunnelOpen(proxyRes, upstream));
+  proxyReq.on('error', (err: Error) => sink.onTunnelError(err));
+  sink.onTunnelRequest(proxyReq);
+}
+
 /**
  * http-proxy's `error` event: with a listener attached it never throws. Upstream errors reach
  * their attempt through the upstream request's own listener (above); the client request's own
@@ -166,6 +215,16 @@ export class Forwarder {
     r.proxy.web(req, res, { buffer: body as unknown as Stream });
   }
 
+  /** Forwards a WebSocket handshake with http-proxy's `ws`; the handshake and the tunnel report to `sink`. */
+  tunnel(u: UpstreamTunnel, sink: TunnelSink): void {
+    const req = u.req as WithTunnel;
+    const r = this.route(u.endpoint);
+    req.headers.host = u.endpoint.host;
+    req[TUNNEL] = { sink, path: u.path };
+    // The callback replaces http-proxy's `error` event for this socket; the sink has the request's own.
+    r.proxy.ws(req, u.socket, u.head, {}, onProxyError);
+  }
+
   /** An endpoint that left (reload or DNS) has no request left: its pooled sockets close. */
   release(endpoint: Endpoint): void {
     const r = this.routes.get(endpoint);
@@ -200,6 +259,7 @@ export class Forwarder {
         secure: true,
       });
       proxy.on('proxyReq', onProxyReq);
+      proxy.on('proxyReqWs', onProxyReqWs);
       proxy.on('error', onProxyError);
       r = { proxy, agent };
       this.routes.set(endpoint, r);

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Admission, WouldRejectReason } from '../admission/chain.js';
 import type { CallPolicy, ServiceConfig } from '../config/types.js';
@@ -8,9 +9,18 @@ import type { ServiceRegistry } from '../upstream/registry.js';
 import { Call, CLIENT_CLOSED, type CallOwner, type Completed, type Outcome, type RetryEvent } from './call.js';
 import type { Forwarder } from './forwarder.js';
 import { clientRequestId, MAX_HEADERS } from './headers.js';
-import { FallbackAnswer, OpenCircuitResponse, sendProblem, ShedResponse, type CannedResponse, type Problem } from './problem.js';
+import {
+  FallbackAnswer,
+  OpenCircuitResponse,
+  type CannedProblem,
+  sendProblem,
+  ShedResponse,
+  type CannedResponse,
+  type Problem,
+} from './problem.js';
 import { newRequestId } from './request-id.js';
 import { route } from './router.js';
+import { Tunnel, writeCanned, writeProblem, type TunnelOwner } from './tunnel.js';
 
 export type { WouldRejectReason };
 
@@ -22,6 +32,14 @@ export interface ProxyEvents {
   unrouted: [number, IncomingMessage];
   /** A failed attempt is retried (docs/retries.md). */
   retry: [RetryEvent];
+  /** A WebSocket tunnel closed, both sides (docs/websocket.md): service, seconds it was open. */
+  tunnelClosed: [string, number];
+}
+
+/** Open WebSocket tunnels of one service, and all it has opened (docs/websocket.md). */
+export interface TunnelCounts {
+  open: number;
+  total: number;
 }
 
 /** Built-in `clientTimeouts.bodyIdle`. */
@@ -32,7 +50,7 @@ const DEFAULT_CLIENT_BODY_IDLE_MS = 30_000;
  * admitted request to a {@link Call}. Emits `completed` for metrics and access logs; never
  * imports them (docs/architecture.md).
  */
-export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner {
+export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner, TunnelOwner {
   /** Each call policy's canned rejection: the 503 problem, or its fallback. By policy: a reload or a route may change it. */
   private readonly rejections = new WeakMap<CallPolicy, CannedResponse>();
   /** Each service's last bulkhead 503 (its detail names the count, which is maxConcurrent but after a reload). */
@@ -40,6 +58,13 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
   /** Set while draining: responses carry `Connection: close`. */
   draining = false;
   clientBodyIdleMs = DEFAULT_CLIENT_BODY_IDLE_MS;
+  /** `clientTimeouts.tunnelIdle`; undefined: off. */
+  tunnelIdleMs: number | undefined;
+  /** Open tunnels: a drain closes those left when its grace period ends. */
+  readonly tunnels = new Set<Tunnel>();
+  /** By service name (kept across reloads, as the tunnels themselves are). */
+  readonly tunnelCounts = new Map<string, TunnelCounts>();
+  private onTunnelsClosed: (() => void) | undefined;
 
   constructor(
     private readonly registry: ServiceRegistry,
@@ -92,6 +117,129 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
     call.query = r.query;
     this.admitted(call, service, call.chain.admit(call));
   };
+
+  /**
+   * The proxy listener's `upgrade` handler for `Upgrade: websocket` (docs/websocket.md): routed
+   * and admitted like a request, then tunnelled. Every answer of the proxy's own is an HTTP
+   * response written to the socket.
+   */
+  readonly upgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+    // Errors end in `close`, where the tunnel (or nobody) settles what they mean.
+    socket.on('error', ignore);
+    const requestId = clientRequestId(req.rawHeaders) ?? newRequestId();
+    const id = ['x-request-id', requestId];
+    if (req.rawHeaders.length > MAX_HEADERS * 2) {
+      writeProblem(
+        socket,
+        { status: 431, title: 'Request Header Fields Too Large', detail: `more than ${MAX_HEADERS} request headers` },
+        id,
+      );
+      this.emit('unrouted', 431, req);
+      return;
+    }
+    const r = route(req.url ?? '');
+    if (!r.ok) {
+      writeProblem(socket, r, id);
+      this.emit('unrouted', r.status, req);
+      return;
+    }
+    const service = this.registry.get(r.name);
+    if (service === undefined) {
+      writeProblem(socket, { status: 404, title: 'Not Found', detail: `unknown service: ${r.name}` }, id);
+      this.emit('unrouted', 404, req);
+      return;
+    }
+    const rt = service.config.routes.length === 0 ? undefined : service.routeFor(req.method ?? '', r.rest);
+    const t = new Tunnel(this, service, req, socket, head, rt);
+    t.requestId = requestId;
+    t.rest = r.rest;
+    t.query = r.query;
+    if (this.draining) {
+      // A tunnel opened now would be cut when the grace period ends: the client reconnects elsewhere.
+      t.problem(503, 'Service Unavailable', 'circuit-proxy is shutting down');
+      return;
+    }
+    this.tunnelAdmitted(t, t.chain.admit(t));
+  };
+
+  private tunnelAdmitted(t: Tunnel, a: Admission): void {
+    switch (a.kind) {
+      case 'admitted':
+        return t.forward();
+      case 'rejected': {
+        // The 503 problem, never a fallback: a canned body is no WebSocket (docs/websocket.md).
+        const svc = t.config;
+        const canned: CannedProblem =
+          a.by === 'circuit'
+            ? new OpenCircuitResponse(svc.name)
+            : new ShedResponse(svc.name, t.service.inFlight, t.service.bulkhead.max ?? 0);
+        const retryAfter = a.by === 'circuit' ? t.circuit.retryAfterSeconds() : 1;
+        writeCanned(t.socket, canned, retryAfter, t.requestId);
+        return this.tunnelAnswered(t, 503, a.by === 'circuit' ? 'rejected' : 'shed');
+      }
+      case 'queued': {
+        const onClose = (): void => {
+          withdraw();
+          this.tunnelAnswered(t, CLIENT_CLOSED, 'abandoned');
+        };
+        const withdraw = t.chain.wait(t, a.at, (next) => {
+          t.socket.off('close', onClose);
+          if (t.gone) {
+            if (next.kind === 'admitted') t.chain.release(t);
+            this.tunnelAnswered(t, CLIENT_CLOSED, 'abandoned');
+          } else this.tunnelAdmitted(t, next);
+        });
+        t.socket.on('close', onClose);
+        return;
+      }
+    }
+  }
+
+  private tunnelAnswered(t: Tunnel, status: number, outcome: Outcome): void {
+    this.emit('completed', {
+      service: t.name,
+      status,
+      outcome,
+      durationSeconds: (performance.now() - t.started) / 1000,
+      method: t.req.method ?? '',
+      path: t.req.url ?? '',
+      requestId: t.requestId,
+      attempts: 0,
+      ...(t.route !== undefined ? { route: t.route } : {}),
+    });
+  }
+
+  opened(t: Tunnel): void {
+    this.tunnels.add(t);
+    let c = this.tunnelCounts.get(t.name);
+    if (c === undefined) this.tunnelCounts.set(t.name, (c = { open: 0, total: 0 }));
+    c.open += 1;
+    c.total += 1;
+  }
+
+  closed(t: Tunnel): void {
+    if (!this.tunnels.delete(t)) return;
+    const c = this.tunnelCounts.get(t.name);
+    if (c !== undefined) c.open -= 1;
+    this.emit('tunnelClosed', t.name, (performance.now() - t.openedAt) / 1000);
+    if (this.tunnels.size === 0) this.onTunnelsClosed?.();
+  }
+
+  /** Resolves when no tunnel is open (a drain waits for this, up to its grace period). */
+  tunnelsClosed(): Promise<void> {
+    if (this.tunnels.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.onTunnelsClosed = () => {
+        this.onTunnelsClosed = undefined;
+        resolve();
+      };
+    });
+  }
+
+  /** Closes every open tunnel at once (the end of a drain's grace period). */
+  closeTunnels(): void {
+    for (const t of [...this.tunnels]) t.close();
+  }
 
   /** What admission decided, acted on: forward, answer for the gate that rejected, or wait in its queue. */
   private admitted(call: Call, service: Service, a: Admission): void {
@@ -174,3 +322,5 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
     this.emit('unrouted', p.status, req);
   }
 }
+
+function ignore(): void {}

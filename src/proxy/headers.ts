@@ -130,3 +130,21 @@ export function responseHeaders(raw: readonly string[], connection: string | und
   out.push('x-request-id', requestId);
   return out;
 }
+
+/**
+ * Removes, in place, the hop-by-hop headers of a parsed response head (those of RFC 9110 §7.6.1,
+ * `Trailer`, those its `Connection` names, the upstream's `X-Request-Id`): a WebSocket handshake's
+ * answer, whose head http-proxy renders from this object. `upgrade`: a 101, which keeps
+ * `Connection` and `Upgrade` (RFC 9110 §7.8).
+ */
+export function dropHopByHop(h: IncomingHttpHeaders, upgrade: boolean): void {
+  const connection = h.connection;
+  if (connection !== undefined && !upgrade) {
+    for (const token of connection.split(',')) {
+      const name = token.trim().toLowerCase();
+      if (name !== '' && !PROTECTED.has(name)) delete h[name];
+    }
+  }
+  for (const name of RESPONSE_HOP_BY_HOP) if (!upgrade || (name !== 'connection' && name !== 'upgrade')) delete h[name];
+  delete h.trailer;
+}

@@ -5,10 +5,12 @@
  * $STATUS_PAGE_SHOTS when set.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { WebSocket, WebSocketServer } from 'ws';
 import { request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -33,6 +35,7 @@ describe(
         if (req.url?.startsWith('/fail')) res.writeHead(503).end();
         else res.end('ok');
       });
+      new WebSocketServer({ server: up.server }).on('connection', (ws) => ws.on('message', (m) => ws.send(m)));
       bad = await startUpstream((req, res) => {
         req.resume();
         res.writeHead(503).end();
@@ -126,6 +129,16 @@ describe(
         `[data-service="stock"] li[data-route="items"] span:text-matches("^[0-9]+ req/s · [0-9.]+% errors · 1 in all$")`,
       );
       assert.equal(await page.textContent('[data-service="stock"] li[data-route="items"] b'), 'items');
+    });
+
+    test('open WebSocket tunnels on the card, live', async () => {
+      const tunnels = (n: number): string => `[data-service="notification"] .fact:has(span:text-is("tunnels")) b:text-is("${n}")`;
+      const ws = new WebSocket(`ws://127.0.0.1:${p.port}/svc/notification/feed`);
+      await once(ws, 'open');
+      await page.waitForSelector(tunnels(1));
+      ws.close();
+      await once(ws, 'close');
+      await page.waitForSelector('[data-service="notification"] .fact:has(span:text-is("tunnels"))', { state: 'detached' });
     });
 
     test('screenshots at desktop and phone widths', async () => {

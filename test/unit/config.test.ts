@@ -103,6 +103,20 @@ describe('precedence: built-in < YAML defaults < env CB_* < service keys', () =>
       },
     );
   });
+  test('clientTimeouts.tunnelIdle: off unless set; a bad value names its key path', () => {
+    assert.equal(parseConfig(ONE, {}).clientTimeouts.tunnelIdleMs, undefined);
+    assert.equal(parseConfig('clientTimeouts: { tunnelIdle: 5m }\n' + ONE, {}).clientTimeouts.tunnelIdleMs, 300_000);
+    assert.throws(
+      () => parseConfig('clientTimeouts: { tunnelIdle: soon }\n' + ONE, {}),
+      (e: ConfigError) => {
+        assert.deepEqual(
+          e.problems.map((p) => p.path),
+          ['clientTimeouts.tunnelIdle'],
+        );
+        return true;
+      },
+    );
+  });
   test('failure statuses: default 500-599, configurable', () => {
     assert.deepEqual(parseConfig(ONE, {}).services.get('product')!.call.failureStatuses, [{ from: 500, to: 599 }]);
     const c = parseConfig('defaults: { failureStatuses: [429, 500-504] }\n' + ONE, {});
