@@ -67,7 +67,7 @@ describe('fault injection', () => {
   before(async () => {
     up = await faulty();
     p = await startProxy(
-      `defaults: { threshold: 3, cooldown: 150ms, timeout: 200ms, bodyIdleTimeout: 300ms }\nservices:\n  product:\n    url: ${up.url}\n`,
+      `defaults: { threshold: 3, cooldown: 60s, timeout: 200ms, bodyIdleTimeout: 300ms }\nservices:\n  product:\n    url: ${up.url}\n`,
     );
   });
   after(async () => {

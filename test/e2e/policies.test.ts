@@ -66,7 +66,7 @@ describe('policies over real sockets', () => {
         setTimeout(() => res.end('ok'), 100);
       },
       (url) =>
-        `defaults: { threshold: 1, cooldown: 200ms }\nservices:\n  product:\n    url: ${url}\n    halfOpen: { queue: 9, maxWait: 3s }\n`,
+        `defaults: { threshold: 1, cooldown: 1s }\nservices:\n  product:\n    url: ${url}\n    halfOpen: { queue: 9, maxWait: 3s }\n`,
     );
     assert.equal((await request(p.port, '/svc/product/x')).status, 503);
     assert.equal(p.proxy.registry.get('product')!.state, 'open');

@@ -179,7 +179,7 @@ describe('fallback', () => {
         res.writeHead(healthy ? 200 : 503).end(healthy ? 'real' : '');
       },
       (url) =>
-        `defaults: { threshold: 1, cooldown: 200ms }\nservices:\n  product:\n    url: ${url}\n    fallback:\n      status: 200\n      headers: { content-type: application/json, x-degraded: 'yes' }\n      body: '{"items": [], "degraded": true}'\n`,
+        `defaults: { threshold: 1, cooldown: 1s }\nservices:\n  product:\n    url: ${url}\n    fallback:\n      status: 200\n      headers: { content-type: application/json, x-degraded: 'yes' }\n      body: '{"items": [], "degraded": true}'\n`,
     );
     assert.equal((await request(p.port, '/svc/product/items')).status, 503, 'the tripping request gets the real error');
     const seen = up.requests;
