@@ -165,6 +165,8 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
       fallback: readFallback(r.where('fallback'), v.fallback, source, problems, lineOf),
       retries: readRetries(name, r.where('retries'), v.retries, v.failureStatuses, problems, lineOf),
       clientBodyIdleMs: undefined,
+      streamIdleTimeoutMs: v.streamIdleTimeout,
+      streamContentTypes: Object.freeze(v.streamContentTypes ?? ['text/event-stream']),
     });
     const routes = readRoutes(name, routesRaw, call, v.slowCalls !== undefined, source, problems, lineOf);
     const circuit: CircuitPolicy = Object.freeze({
@@ -325,6 +327,8 @@ function readRoutes(
       fallback: r.fallback ? readFallback([...path.map(String), 'fallback'], r.fallback, source, problems, lineOf) : call.fallback,
       retries: r.retries ? readRetries(name, [...path, 'retries'], r.retries, failureStatuses, problems, lineOf) : call.retries,
       clientBodyIdleMs: r.clientTimeouts?.bodyIdle ?? call.clientBodyIdleMs,
+      streamIdleTimeoutMs: call.streamIdleTimeoutMs,
+      streamContentTypes: call.streamContentTypes,
     });
     out.push(Object.freeze({ name: label, match, call: routeCall }));
   });

@@ -101,7 +101,8 @@ const url = z
 
 const PERCENT_RULE = 'must be a percentage such as 50% or a ratio such as 0.5, above 0 and at most 100%';
 const JITTER_RULE = 'must be a percentage such as 10% or a ratio such as 0.1, from 0 to 100%';
-const PERCENT_PATTERN = /^\s*\d+(?:\.\d+)?\s*%\s*$/;
+/** 0-100%, so the generated JSON Schema refuses "150%" as `validate` does (0% where not allowed is left to `validate`). */
+const PERCENT_PATTERN = /^\s*(?:100(?:\.0+)?|\d{1,2}(?:\.\d+)?)\s*%\s*$/;
 
 /** `50%` or `0.5`; a ratio out. `zero` allows 0 (jitter), else the value must be above 0. */
 function percentage(description: string, zero = false, defaultValue?: string) {
@@ -404,12 +405,32 @@ const retries = z
   )
   .meta({ description: 'Retries that never send a write twice (off unless set; docs/retries.md).' });
 
+const MEDIA_TYPE_RULE = 'must be a list of media types such as text/event-stream';
+const streamContentTypes = z
+  .array(
+    z
+      .string(rule(MEDIA_TYPE_RULE))
+      .regex(/^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+$/, rule(MEDIA_TYPE_RULE))
+      .transform((t) => t.toLowerCase()),
+    rule(MEDIA_TYPE_RULE),
+  )
+  .meta({
+    description:
+      'Responses of these media types are event streams: not subject to bodyIdleTimeout, a success at their headers (docs/behaviour.md, "Event streams").',
+    default: ['text/event-stream'],
+  });
+
 /** Keys that may stand under `defaults` or under a service. A rule under a service replaces the same rule under `defaults` whole. */
 const tuning = {
   threshold: threshold.optional(),
   cooldown: duration('OPEN -> HALF_OPEN after this long. Env CB_COOLDOWN_SECONDS overrides the defaults.', '30s').optional(),
   timeout: duration('No response headers this long after the whole request is in: a failure, 504. Connecting counts.', '5s').optional(),
   bodyIdleTimeout: duration('A response body that stalls this long between chunks is cut (failure: reset).', '30s').optional(),
+  streamIdleTimeout: duration(
+    'An event stream (streamContentTypes) with no byte this long is closed, never counted as a failure (default off).',
+    'off',
+  ).optional(),
+  streamContentTypes: streamContentTypes.optional(),
   failureStatuses: failureStatuses.optional(),
   failureRate: failureRate.optional(),
   slowCalls: slowCalls.optional(),

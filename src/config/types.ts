@@ -69,6 +69,10 @@ export interface CallPolicy {
   readonly retries: RetryRule | undefined;
   /** A route's `clientTimeouts.bodyIdle` in ms; undefined: the proxy-wide one. */
   readonly clientBodyIdleMs: number | undefined;
+  /** An event stream idle this many ms is closed, not counted; undefined: off (docs/behaviour.md, "Event streams"). */
+  readonly streamIdleTimeoutMs: number | undefined;
+  /** Media types (lower case, no parameters) whose responses are event streams. Default `text/event-stream`. */
+  readonly streamContentTypes: readonly string[];
 }
 
 /** One entry of a service's `routes` (docs/routes.md): which requests, and their call settings. */

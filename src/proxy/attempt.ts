@@ -93,6 +93,8 @@ export class Attempt implements ForwardSink {
   private trailers = false;
   /** The streaming timer fired: the upstream response's `close` that follows is a stall, not a reset. */
   private bodyStalled = false;
+  /** The response is an event stream (`streamContentTypes`): a success at its headers, its own idle limit. */
+  private stream = false;
   private readonly policy: CallPolicy;
 
   /**
@@ -233,6 +235,12 @@ export class Attempt implements ForwardSink {
         this.end();
         return;
       }
+    } else if (isStream(proxyRes.headers['content-type'], this.policy.streamContentTypes)) {
+      // The upstream answered: what the stream does later never counts (docs/behaviour.md, "Event streams").
+      this.stream = true;
+      this.verdict = 'success';
+      this.sink.success(this.ticket, this.slow);
+      this.call.endpoints.outcome(this.endpoint, 'success', '');
     }
     this.relay(proxyRes);
   }
@@ -258,7 +266,7 @@ export class Attempt implements ForwardSink {
 
   /** Response headers to the client, then the body as it comes. */
   private relay(proxyRes: IncomingMessage): void {
-    this.wait(this.policy.bodyIdleTimeoutMs);
+    this.wait(this.bodyIdleMs);
     const req = this.call.req;
     this.trailers =
       proxyRes.headers.trailer !== undefined &&
@@ -287,7 +295,7 @@ export class Attempt implements ForwardSink {
     this.limitMs = Infinity;
     this.call.res.once('drain', () => {
       if (this.phase !== 'streaming') return;
-      this.wait(this.policy.bodyIdleTimeoutMs);
+      this.wait(this.bodyIdleMs);
       proxyRes.resume();
     });
   }
@@ -305,7 +313,8 @@ export class Attempt implements ForwardSink {
 
   /**
    * The upstream response closed. Incomplete (reset, closed before its length, or cut for
-   * stalling) in `streaming`: a failure, and the call resets the client connection.
+   * stalling) in `streaming`: a failure, and the call resets the client connection; an event
+   * stream was a success at its headers and stays one.
    */
   private onUpstreamClose(proxyRes: IncomingMessage): void {
     if (proxyRes.complete || this.phase !== 'streaming') return;
@@ -317,7 +326,10 @@ export class Attempt implements ForwardSink {
         : 'connection reset during response body';
       this.fail({ reason: 'reset', cause, code: stalled ? 'ETIMEDOUT' : 'ECONNRESET' });
     }
-    this.call.cut();
+    // An event stream closed by streamIdleTimeout ends cleanly: an event stream has no length to
+    // fall short of, and its client reconnects (docs/behaviour.md, "Event streams").
+    if (this.stream && this.bodyStalled) this.call.finish(undefined);
+    else this.call.cut();
   }
 
   /** Node refused to build the upstream request (a header value it will not send): the client's fault. */
@@ -340,12 +352,17 @@ export class Attempt implements ForwardSink {
     this.proxyReq?.destroy();
   }
 
-  /** Starts a wait of `limitMs` from now. */
+  /** The response body's idle limit: `bodyIdleTimeout`, or for an event stream `streamIdleTimeout` (off: none). */
+  private get bodyIdleMs(): number {
+    return this.stream ? (this.policy.streamIdleTimeoutMs ?? Infinity) : this.policy.bodyIdleTimeoutMs;
+  }
+
+  /** Starts a wait of `limitMs` from now (Infinity: no limit, no timer). */
   private wait(limitMs: number): void {
     const now = performance.now();
     this.since = now;
     this.limitMs = limitMs;
-    this.armBy(now + limitMs);
+    if (limitMs !== Infinity) this.armBy(now + limitMs);
   }
 
   /** Makes sure the timer fires by `due`: arms it only when none is due by then. */
@@ -388,4 +405,12 @@ export class Attempt implements ForwardSink {
 
 function fireTimer(attempt: Attempt): void {
   attempt.onTimer();
+}
+
+/** Whether a response's `Content-Type` (its media type, parameters aside) is one of `types`. */
+function isStream(contentType: string | undefined, types: readonly string[]): boolean {
+  if (contentType === undefined) return false;
+  const semi = contentType.indexOf(';');
+  const media = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  return types.includes(media);
 }

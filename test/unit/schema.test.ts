@@ -93,6 +93,9 @@ describe('config JSON Schema', () => {
     ['a port out of range', `listen: { port: 70000 }\n${svc('')}`],
     ['maxConnections below 1', `listen: { maxConnections: 0 }\n${svc('')}`],
     ['an unknown clientTimeouts key', `clientTimeouts: { total: 5s }\n${svc('')}`],
+    ['a failure-rate threshold above 100%', svc('    failureRate: { threshold: 150% }\n')],
+    ['a backoff jitter above 100%', svc('    backoff: { jitter: 100.5% }\n')],
+    ['a stream content type that is not a media type', svc('    streamContentTypes: [event-stream]\n')],
     ['services not a mapping', 'services: [product]\n'],
     ['no services key', 'listen: { port: 8080 }\n'],
   ];
@@ -106,6 +109,7 @@ describe('config JSON Schema', () => {
   test('only validate refuses what JSON Schema cannot state (documented in docs/configuration.md)', () => {
     for (const yaml of [
       svc('    cooldown: 0ms\n'),
+      svc('    failureRate: { threshold: 0% }\n'),
       svc('    failureStatuses: [599-500]\n'),
       'services: {}\n',
       'services:\n  product:\n    endpoints: [http://a:1, https://b:1]\n',
