@@ -175,38 +175,24 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
             : new ShedResponse(svc.name, t.service.inFlight, t.service.bulkhead.max ?? 0);
         const retryAfter = a.by === 'circuit' ? t.circuit.retryAfterSeconds() : 1;
         writeCanned(t.socket, canned, retryAfter, t.requestId);
-        return this.tunnelAnswered(t, 503, a.by === 'circuit' ? 'rejected' : 'shed');
+        return t.record(503, a.by === 'circuit' ? 'rejected' : 'shed', 0);
       }
       case 'queued': {
         const onClose = (): void => {
           withdraw();
-          this.tunnelAnswered(t, CLIENT_CLOSED, 'abandoned');
+          t.record(CLIENT_CLOSED, 'abandoned', 0);
         };
         const withdraw = t.chain.wait(t, a.at, (next) => {
           t.socket.off('close', onClose);
           if (t.gone) {
             if (next.kind === 'admitted') t.chain.release(t);
-            this.tunnelAnswered(t, CLIENT_CLOSED, 'abandoned');
+            t.record(CLIENT_CLOSED, 'abandoned', 0);
           } else this.tunnelAdmitted(t, next);
         });
         t.socket.on('close', onClose);
         return;
       }
     }
-  }
-
-  private tunnelAnswered(t: Tunnel, status: number, outcome: Outcome): void {
-    this.emit('completed', {
-      service: t.name,
-      status,
-      outcome,
-      durationSeconds: (performance.now() - t.started) / 1000,
-      method: t.req.method ?? '',
-      path: t.req.url ?? '',
-      requestId: t.requestId,
-      attempts: 0,
-      ...(t.route !== undefined ? { route: t.route } : {}),
-    });
   }
 
   opened(t: Tunnel): void {

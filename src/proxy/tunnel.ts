@@ -282,8 +282,8 @@ export class Tunnel implements Admittee, TunnelSink {
     return o;
   }
 
-  /** The handshake's `completed` record (an answer without an upstream is the handler's: {@link TunnelOwner}). */
-  private record(status: number, outcome: Outcome, attempts: number): void {
+  /** The handshake's `completed` record, once per handshake (also for the handler's answers without an upstream). */
+  record(status: number, outcome: Outcome, attempts: number): void {
     this.owner.completed({
       service: this.name,
       status,
