@@ -11,7 +11,7 @@ import { createServer } from 'node:http';
 import { OpenCircuitResponse } from '../src/proxy/problem.js';
 
 // The open circuit's own body and header list (one source: src/proxy/problem.ts), made once.
-const open = new OpenCircuitResponse('held');
+const open = new OpenCircuitResponse('held', 'cooldown');
 const BODY = open.body;
 const HEADERS = [...open.headersFor(30, '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b')];
 

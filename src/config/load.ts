@@ -167,6 +167,8 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
       clientBodyIdleMs: undefined,
       streamIdleTimeoutMs: v.streamIdleTimeout,
       streamContentTypes: Object.freeze(v.streamContentTypes ?? ['text/event-stream']),
+      rejectRetryAfter:
+        typeof v.rejectRetryAfter === 'number' ? Math.max(1, Math.ceil(v.rejectRetryAfter / 1000)) : (v.rejectRetryAfter ?? 'cooldown'),
     });
     const routes = readRoutes(name, routesRaw, call, v.slowCalls !== undefined, source, problems, lineOf);
     const circuit: CircuitPolicy = Object.freeze({
@@ -329,6 +331,7 @@ function readRoutes(
       clientBodyIdleMs: r.clientTimeouts?.bodyIdle ?? call.clientBodyIdleMs,
       streamIdleTimeoutMs: call.streamIdleTimeoutMs,
       streamContentTypes: call.streamContentTypes,
+      rejectRetryAfter: call.rejectRetryAfter,
     });
     out.push(Object.freeze({ name: label, match, call: routeCall }));
   });

@@ -211,6 +211,18 @@ const mode = z
   .enum(['enforce', 'observe'], rule('must be enforce or observe'))
   .meta({ description: 'observe: the breaker and bulkhead run, and what they would reject is forwarded and counted.', default: 'enforce' });
 
+const REJECT_RETRY_AFTER_RULE = 'must be cooldown, none or a duration such as 1s (a cap)';
+const rejectRetryAfter = z
+  .union(
+    [z.enum(['cooldown', 'none'], rule(REJECT_RETRY_AFTER_RULE)), duration('A cap, told in whole seconds rounded up.', '1s')],
+    rule(REJECT_RETRY_AFTER_RULE),
+  )
+  .meta({
+    description:
+      'The Retry-After on the proxy\'s own 503s: cooldown (the seconds until half-open), none (left out), or a cap such as 1s (docs/behaviour.md, "What rejected callers are told").',
+    default: 'cooldown',
+  });
+
 const STATUS_CODE_RULE = 'must be an HTTP status from 200 to 599';
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const fallback = z
@@ -440,6 +452,7 @@ const tuning = {
   maxConcurrent: maxConcurrent.optional(),
   mode: mode.optional(),
   fallback: fallback.optional(),
+  rejectRetryAfter: rejectRetryAfter.optional(),
   balance: balance.optional(),
   outlier: outlier.optional(),
   retries: retries.optional(),

@@ -73,7 +73,12 @@ export interface CallPolicy {
   readonly streamIdleTimeoutMs: number | undefined;
   /** Media types (lower case, no parameters) whose responses are event streams. Default `text/event-stream`. */
   readonly streamContentTypes: readonly string[];
+  /** The Retry-After of the proxy's own 503s: the cooldown's seconds, none, or at most this many seconds. */
+  readonly rejectRetryAfter: RejectRetryAfter;
 }
+
+/** `rejectRetryAfter` (docs/behaviour.md, "What rejected callers are told"): a number is a cap in whole seconds, ≥ 1. */
+export type RejectRetryAfter = 'cooldown' | 'none' | number;
 
 /** One entry of a service's `routes` (docs/routes.md): which requests, and their call settings. */
 export interface RouteConfig {

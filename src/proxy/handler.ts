@@ -169,10 +169,11 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
       case 'rejected': {
         // The 503 problem, never a fallback: a canned body is no WebSocket (docs/websocket.md).
         const svc = t.config;
+        const told = svc.call.rejectRetryAfter;
         const canned: CannedProblem =
           a.by === 'circuit'
-            ? new OpenCircuitResponse(svc.name)
-            : new ShedResponse(svc.name, t.service.inFlight, t.service.bulkhead.max ?? 0);
+            ? new OpenCircuitResponse(svc.name, told)
+            : new ShedResponse(svc.name, t.service.inFlight, t.service.bulkhead.max ?? 0, told);
         const retryAfter = a.by === 'circuit' ? t.circuit.retryAfterSeconds() : 1;
         writeCanned(t.socket, canned, retryAfter, t.requestId);
         return t.record(503, a.by === 'circuit' ? 'rejected' : 'shed', 0);
@@ -265,7 +266,8 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
     let canned = this.rejections.get(call.policy);
     if (canned === undefined) {
       const fallback = call.policy.fallback;
-      canned = fallback ? new FallbackAnswer(svc.name, fallback) : new OpenCircuitResponse(svc.name);
+      const told = call.policy.rejectRetryAfter;
+      canned = fallback ? new FallbackAnswer(svc.name, fallback, told) : new OpenCircuitResponse(svc.name, told);
       this.rejections.set(call.policy, canned);
     }
     canned.send(call.req, call.res, call.circuit.retryAfterSeconds(), call.requestId);
@@ -279,7 +281,7 @@ export class ProxyHandler extends EventEmitter<ProxyEvents> implements CallOwner
     const max = service.bulkhead.max ?? 0;
     let canned = this.sheds.get(svc);
     if (canned === undefined || canned.inFlight !== inFlight || canned.maxConcurrent !== max) {
-      canned = new ShedResponse(svc.name, inFlight, max);
+      canned = new ShedResponse(svc.name, inFlight, max, svc.call.rejectRetryAfter);
       this.sheds.set(svc, canned);
     }
     canned.send(call.req, call.res, 1, call.requestId);

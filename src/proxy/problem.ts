@@ -1,8 +1,33 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FallbackResponse } from '../config/types.js';
+import type { FallbackResponse, RejectRetryAfter } from '../config/types.js';
 
-function problemJson(status: number, title: string, detail: string, service?: string): object {
-  return { type: 'about:blank', title, status, detail, ...(service ? { service } : {}) };
+/**
+ * The `type` of the proxy's own 503s, so a client tells them from an upstream's 503 (RFC 9457
+ * §3.1.1; tag URIs, RFC 4151, name without pointing anywhere). docs/behaviour.md lists them.
+ */
+export const PROBLEM_TYPE = {
+  circuitOpen: 'tag:circuit-proxy,2026:circuit-open',
+  shed: 'tag:circuit-proxy,2026:shed',
+} as const;
+
+function problemJson(status: number, title: string, detail: string, service?: string, type = 'about:blank'): object {
+  return { type, title, status, detail, ...(service ? { service } : {}) };
+}
+
+/** The Retry-After a rejected caller is told, from the seconds the proxy would say (docs/behaviour.md). */
+export function toldRetryAfter(told: RejectRetryAfter, seconds: number): number {
+  return typeof told === 'number' ? Math.min(told, seconds) : seconds;
+}
+
+/** The header slots a canned answer fills per response: Retry-After (unless `none`) and X-Request-Id, last. */
+function fillableSlots(told: RejectRetryAfter): string[] {
+  return told === 'none' ? ['x-request-id', ''] : ['retry-after', '', 'x-request-id', ''];
+}
+
+function fill(h: string[], told: RejectRetryAfter, retryAfterSeconds: number, requestId: string): string[] {
+  if (told !== 'none') h[h.length - 3] = String(toldRetryAfter(told, retryAfterSeconds));
+  h[h.length - 1] = requestId;
+  return h;
 }
 
 /** Builds an RFC 9457 problem+json body. */
@@ -36,17 +61,21 @@ export class CannedProblem implements CannedResponse {
   readonly body: string;
   private readonly headers: string[];
 
-  constructor(title: string, detail: string, service: string) {
-    this.body = JSON.stringify(problemJson(503, title, detail, service));
-    this.headers = problemHeaders(Buffer.byteLength(this.body), ['retry-after', '', 'x-request-id', '']);
+  constructor(
+    title: string,
+    detail: string,
+    service: string,
+    type: string,
+    private readonly told: RejectRetryAfter,
+    extra: readonly string[] = [],
+  ) {
+    this.body = JSON.stringify(problemJson(503, title, detail, service, type));
+    this.headers = problemHeaders(Buffer.byteLength(this.body), [...extra, ...fillableSlots(told)]);
   }
 
-  /** The header list with both values filled in: shared and overwritten by the next call. */
+  /** The header list with its values filled in: shared and overwritten by the next call. */
   headersFor(retryAfterSeconds: number, requestId: string): string[] {
-    const h = this.headers;
-    h[h.length - 3] = String(retryAfterSeconds);
-    h[h.length - 1] = requestId;
-    return h;
+    return fill(this.headers, this.told, retryAfterSeconds, requestId);
   }
 
   send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
@@ -55,10 +84,10 @@ export class CannedProblem implements CannedResponse {
   }
 }
 
-/** The open circuit's 503 (docs/behaviour.md). */
+/** The open circuit's 503 (docs/behaviour.md), marked `X-Circuit-Open: <service>`. */
 export class OpenCircuitResponse extends CannedProblem {
-  constructor(service: string) {
-    super('Circuit open', `Circuit open for ${service}`, service);
+  constructor(service: string, told: RejectRetryAfter) {
+    super('Circuit open', `Circuit open for ${service}`, service, PROBLEM_TYPE.circuitOpen, told, ['x-circuit-open', service]);
   }
 }
 
@@ -68,8 +97,15 @@ export class ShedResponse extends CannedProblem {
     service: string,
     readonly inFlight: number,
     readonly maxConcurrent: number,
+    told: RejectRetryAfter,
   ) {
-    super('Too many requests in flight', `${service} has ${inFlight} requests in flight (maxConcurrent ${maxConcurrent})`, service);
+    super(
+      'Too many requests in flight',
+      `${service} has ${inFlight} requests in flight (maxConcurrent ${maxConcurrent})`,
+      service,
+      PROBLEM_TYPE.shed,
+      told,
+    );
   }
 }
 
@@ -105,7 +141,11 @@ export class FallbackAnswer implements CannedResponse {
   private readonly body: string;
   private readonly headers: string[];
 
-  constructor(service: string, fallback: FallbackResponse) {
+  constructor(
+    service: string,
+    fallback: FallbackResponse,
+    private readonly told: RejectRetryAfter,
+  ) {
     this.status = fallback.status;
     this.body = fallback.body.toString('latin1');
     this.headers = [
@@ -114,18 +154,12 @@ export class FallbackAnswer implements CannedResponse {
       String(fallback.body.length),
       'x-circuit-fallback',
       service,
-      'retry-after',
-      '',
-      'x-request-id',
-      '',
+      ...fillableSlots(told),
     ];
   }
 
   send(req: IncomingMessage, res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
-    const h = this.headers;
-    h[h.length - 3] = String(retryAfterSeconds);
-    h[h.length - 1] = requestId;
-    res.writeHead(this.status, h);
+    res.writeHead(this.status, fill(this.headers, this.told, retryAfterSeconds, requestId));
     if (req.method === 'HEAD') res.end();
     else res.end(this.body, 'latin1');
   }

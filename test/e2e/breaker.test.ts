@@ -100,12 +100,13 @@ describe('breaker semantics (docs/behaviour.md), real sockets', () => {
       assert.equal(r.headers['content-type'], 'application/problem+json');
       assert.ok(Number(r.headers['retry-after']) >= 59 && Number(r.headers['retry-after']) <= 60, String(r.headers['retry-after']));
       assert.deepEqual(json(r), {
-        type: 'about:blank',
+        type: 'tag:circuit-proxy,2026:circuit-open',
         title: 'Circuit open',
         status: 503,
         detail: 'Circuit open for product',
         service: 'product',
       });
+      assert.equal(r.headers['x-circuit-open'], 'product', "the proxy's own 503, told apart from an upstream's");
       assert.ok(r.headers['x-request-id']);
     }
     assert.equal(up.connections, connections, 'no new upstream connection while open');
@@ -270,6 +271,55 @@ describe('unreachable upstream', () => {
     assert.equal(r.status, 502);
     assert.match(json(r).detail, /^product unreachable: dns (ENOTFOUND|EAI_AGAIN)/);
     assert.equal(p.proxy.registry.get('product')!.state, 'open');
+    await p.close();
+  });
+});
+
+describe('what rejected callers are told: rejectRetryAfter (docs/behaviour.md)', () => {
+  test('cooldown (default), none, a cap; the marker and the problem type on every proxy 503', async () => {
+    const gone = await startUpstream(() => undefined);
+    const url = gone.url;
+    await gone.close();
+    const p = await startProxy(
+      [
+        'defaults: { threshold: 1, cooldown: 60s }',
+        'services:',
+        `  plain: { url: "${url}" }`,
+        `  quiet: { url: "${url}", rejectRetryAfter: none }`,
+        `  capped: { url: "${url}", rejectRetryAfter: 1500ms }`,
+        `  backup: { url: "${url}", rejectRetryAfter: 2s, fallback: { status: 200, body: "cached" } }`,
+        '',
+      ].join('\n'),
+    );
+    for (const name of ['plain', 'quiet', 'capped', 'backup']) {
+      assert.equal((await request(p.port, `/svc/${name}/x`)).status, 502, `${name} trips on its first refusal`);
+    }
+    const plain = await request(p.port, '/svc/plain/x');
+    assert.equal(plain.status, 503);
+    assert.ok(Number(plain.headers['retry-after']) >= 59, String(plain.headers['retry-after']));
+    assert.equal(plain.headers['x-circuit-open'], 'plain');
+
+    const quiet = await request(p.port, '/svc/quiet/x');
+    assert.equal(quiet.status, 503);
+    assert.equal(quiet.headers['retry-after'], undefined, 'none: no Retry-After for a client to sleep on');
+    assert.equal(quiet.headers['x-circuit-open'], 'quiet');
+    assert.equal(json(quiet).type, 'tag:circuit-proxy,2026:circuit-open');
+    assert.ok(quiet.headers['x-request-id']);
+
+    const capped = await request(p.port, '/svc/capped/x');
+    assert.equal(capped.headers['retry-after'], '2', 'a cap of 1500ms is told as 2 whole seconds');
+    assert.equal(capped.headers['x-circuit-open'], 'capped');
+    assert.equal(json(capped).detail, 'Circuit open for capped');
+
+    const backup = await request(p.port, '/svc/backup/x');
+    assert.equal(backup.status, 200);
+    assert.equal(backup.body, 'cached');
+    assert.equal(backup.headers['retry-after'], '2');
+    assert.equal(backup.headers['x-circuit-fallback'], 'backup');
+
+    // The state itself is not capped: /breakers still says when the trial comes.
+    const quietState = json<{ retryAfterSeconds: number }>(await request(p.adminPort, '/breakers/quiet'));
+    assert.ok(quietState.retryAfterSeconds >= 59);
     await p.close();
   });
 });

@@ -124,3 +124,62 @@ describe('the Python make-order behind circuit-proxy', { skip, timeout: 120_000 
     assert.deepEqual(documented, measured);
   });
 });
+
+describe('Python clients that honour Retry-After stay fail-fast (docs/migrating-from-pybreaker.md)', { skip, timeout: 120_000 }, () => {
+  // The open circuit says 60 s; a client that slept it inside the call would take a minute. Both
+  // verdicts below allow 20 s for work that takes well under one, so a busy machine cannot fail them.
+  const FAST_S = 20;
+  let p: RunningProxy;
+  before(async () => {
+    const gone = createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+    await new Promise<void>((r) => gone.close(() => r()));
+    p = await startProxy(
+      `defaults: { threshold: 1, cooldown: 60s }\nservices:\n  product: { url: "${url}" }\n  quiet: { url: "${url}", rejectRetryAfter: none }\n`,
+    );
+    // Open both circuits: one refused connection each.
+    for (const name of ['product', 'quiet']) await fetch(`http://127.0.0.1:${p.port}/svc/${name}/x`).then((r) => r.text());
+  });
+  after(async () => {
+    await p?.close();
+  });
+
+  test("the example's own client returns the open circuit's 503 at once, though the proxy says Retry-After 60", async () => {
+    const code = [
+      'import time',
+      'from fastapi import HTTPException',
+      'from common import http_client',
+      't = time.monotonic()',
+      'try:',
+      '    http_client.request_via_proxy("product", "GET", "/products/1")',
+      '    print("no exception")',
+      'except HTTPException as e:',
+      '    print(e.status_code, (e.headers or {}).get("Retry-After"), e.detail, round(time.monotonic() - t, 3))',
+    ].join('\n');
+    const r = await run(['-c', code], { PROXY_URL: `http://127.0.0.1:${p.port}` });
+    assert.equal(r.code, 0, r.out);
+    const m = /^503 (\d+) Circuit open for product ([\d.]+)$/m.exec(r.out);
+    assert.ok(m, r.out);
+    assert.ok(Number(m[1]) >= 59, 'the Retry-After is passed on to make-order’s caller');
+    assert.ok(Number(m[2]) < FAST_S, `took ${m[2]} s`);
+  });
+
+  test('the common urllib3 recipe (status_forcelist=[503], respect_retry_after_header) with rejectRetryAfter: none', async () => {
+    const code = [
+      'import time, requests',
+      'from requests.adapters import HTTPAdapter',
+      'from urllib3.util.retry import Retry',
+      's = requests.Session()',
+      's.mount("http://", HTTPAdapter(max_retries=Retry(total=3, status_forcelist=[503], respect_retry_after_header=True, raise_on_status=False)))',
+      't = time.monotonic()',
+      `r = s.get("http://127.0.0.1:${p.port}/svc/quiet/x", timeout=5)`,
+      'print(r.status_code, r.headers.get("x-circuit-open"), r.headers.get("retry-after"), round(time.monotonic() - t, 3))',
+    ].join('\n');
+    const r = await run(['-c', code]);
+    assert.equal(r.code, 0, r.out);
+    const m = /^503 quiet None ([\d.]+)$/m.exec(r.out);
+    assert.ok(m, r.out);
+    assert.ok(Number(m[1]) < FAST_S, `took ${m[1]} s`);
+  });
+});

@@ -117,6 +117,21 @@ describe('precedence: built-in < YAML defaults < env CB_* < service keys', () =>
       },
     );
   });
+  test('rejectRetryAfter: cooldown unless set; none; a cap in whole seconds rounded up, at least 1', () => {
+    const told = (v: string): unknown =>
+      parseConfig(`defaults: { rejectRetryAfter: ${v} }\n` + ONE, {}).services.get('product')!.call.rejectRetryAfter;
+    assert.equal(parseConfig(ONE, {}).services.get('product')!.call.rejectRetryAfter, 'cooldown');
+    for (const [v, expected] of [
+      ['cooldown', 'cooldown'],
+      ['none', 'none'],
+      ['1s', 1],
+      ['1500ms', 2],
+      ['10ms', 1],
+      ['2m', 120],
+    ] as const) {
+      assert.equal(told(v), expected, v);
+    }
+  });
   test('failure statuses: default 500-599, configurable', () => {
     assert.deepEqual(parseConfig(ONE, {}).services.get('product')!.call.failureStatuses, [{ from: 500, to: 599 }]);
     const c = parseConfig('defaults: { failureStatuses: [429, 500-504] }\n' + ONE, {});

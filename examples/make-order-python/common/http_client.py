@@ -12,11 +12,30 @@ from typing import Any
 
 import requests
 from fastapi import HTTPException
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 PROXY_URL = os.environ.get("PROXY_URL", "http://localhost:8080").rstrip("/")
 
+# Retries to the sidecar itself only: a refused connection to it sent nothing, so repeating is safe
+# (the sidecar restarting). No status is retried here (the proxy's `retries` rule does that, with a
+# budget), and Retry-After is never slept on inside a call: an open circuit's 503 stays fail-fast
+# (docs/migrating-from-pybreaker.md, "Clients that honour Retry-After").
+RETRY = Retry(
+    total=2,
+    connect=2,
+    read=0,
+    status=0,
+    other=0,
+    backoff_factor=0.05,
+    status_forcelist=(),
+    respect_retry_after_header=False,
+    raise_on_status=False,
+)
+
 # One pooled session: keep-alive to the sidecar, which keeps its own pool to the upstreams.
 _session = requests.Session()
+_session.mount("http://", HTTPAdapter(max_retries=RETRY))
 
 
 def _problem_detail(resp: requests.Response) -> str:
@@ -37,8 +56,9 @@ def request_via_proxy(
 ) -> requests.Response:
     """`method path` on `service_name` through the sidecar. Raises HTTPException as before the migration.
 
-    - 503 from the proxy itself (application/problem+json): the circuit is open, the service was
-      not contacted -> 503 "Circuit open for <svc>", with the proxy's Retry-After passed on.
+    - 503 from the proxy itself (application/problem+json; `X-Circuit-Open: <svc>` when the circuit
+      is open): the service was not contacted -> 503 "Circuit open for <svc>", with the proxy's
+      Retry-After (if it sent one: `rejectRetryAfter`) passed on.
     - 502 (connection refused/reset, DNS, TLS) -> 502 "<svc> unreachable: <reason>".
     - 504 (no response headers within the service's timeout) -> 504 "<svc> timed out after <timeout>".
     The proxy's `detail` already reads as the old messages did; it is passed on as is.
@@ -57,8 +77,8 @@ def request_via_proxy(
 
     from_proxy = resp.headers.get("content-type", "").startswith("application/problem+json")
     if resp.status_code == 503 and from_proxy:
-        retry_after = resp.headers.get("retry-after", "1")
-        raise HTTPException(status_code=503, detail=_problem_detail(resp), headers={"Retry-After": retry_after})
+        told = {"Retry-After": resp.headers["retry-after"]} if "retry-after" in resp.headers else None
+        raise HTTPException(status_code=503, detail=_problem_detail(resp), headers=told)
     if resp.status_code in (502, 504) and from_proxy:
         raise HTTPException(status_code=resp.status_code, detail=_problem_detail(resp))
     return resp
