@@ -96,6 +96,15 @@ export function attachLogs(log: Logger, registry: ServiceRegistry, handler: Prox
   handler.on('wouldReject', (service, reason) =>
     log.debug({ service, reason }, `${service}: would reject (${reason}), forwarded (observe)`),
   );
+  // Once at warn (a misconfigured client says so at once), then at debug: a gRPC client retrying
+  // would otherwise fill the log. proxy_protocol_refused_total counts every one.
+  let refusedBefore = false;
+  handler.on('protocolRefused', (protocol) => {
+    const msg = 'HTTP/2 is not served: connection refused with GOAWAY HTTP_1_1_REQUIRED (speak HTTP/1.1)';
+    if (refusedBefore) log.debug({ protocol }, msg);
+    else log.warn({ protocol }, msg);
+    refusedBefore = true;
+  });
   if (accessLog) {
     handler.on('completed', (c) => {
       log.info(

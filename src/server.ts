@@ -77,7 +77,14 @@ export class CircuitProxy {
     this.server.maxConnections = config.listen.maxConnections;
     this.handler.clientBodyIdleMs = config.clientTimeouts.bodyIdleMs;
     this.handler.tunnelIdleMs = config.clientTimeouts.tunnelIdleMs;
-    this.server.on('clientError', onClientError);
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (err.code === 'HPE_PAUSED_H2_UPGRADE') {
+        // The parser reports again for bytes read after the preface: one refusal per connection.
+        if (socket.writableEnded) return;
+        refuseHttp2(socket);
+        this.handler.emit('protocolRefused', 'h2');
+      } else onClientError(err, socket);
+    });
     // WebSocket handshakes are tunnelled; any other upgrade is served as the plain request it also is.
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       if (isWebSocket(req)) this.handler.upgrade(req, socket, head);
@@ -210,6 +217,28 @@ function rawReply(socket: Socket, status: number, text: string, body: Buffer): v
   socket.end(
     `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/problem+json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`,
   );
+}
+
+/**
+ * An HTTP/2 connection preface (prior knowledge, as gRPC and `curl --http2-prior-knowledge` send
+ * it): answered in HTTP/2, so the client can read it, with the server's preface (an empty
+ * SETTINGS frame) and a GOAWAY of error HTTP_1_1_REQUIRED (RFC 9113 §3.4, §6.8, §7), then closed.
+ * An HTTP/1.1 400 here is bytes an h2 client cannot parse (docs/behaviour.md, "Protocols").
+ */
+const HTTP2_REFUSAL = (() => {
+  const debug = Buffer.from('circuit-proxy serves HTTP/1.1 and WebSocket only');
+  const settings = Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+  const goaway = Buffer.alloc(9 + 8);
+  goaway.writeUIntBE(8 + debug.length, 0, 3);
+  goaway[3] = 0x7; // GOAWAY
+  goaway.writeUInt32BE(0, 9); // last stream id: none processed
+  goaway.writeUInt32BE(0xd, 13); // HTTP_1_1_REQUIRED
+  return Buffer.concat([settings, goaway, debug]);
+})();
+
+function refuseHttp2(socket: Socket): void {
+  if (socket.writable) socket.end(HTTP2_REFUSAL);
+  else socket.destroy();
 }
 
 /** Malformed requests Node's parser rejects: answer problem+json instead of a bare 400. */

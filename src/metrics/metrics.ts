@@ -83,6 +83,7 @@ export class ProxyMetrics {
   private readonly series = new Map<string, ServiceSeries>();
   private readonly duration: LatencyHistogram;
   private readonly unrouted: Counter<'code'>;
+  private readonly refused: Counter<'protocol'>;
   private readonly tunnelCounts: ProxyHandler['tunnelCounts'];
 
   constructor(breakers: ServiceRegistry, proxy: ProxyHandler, opts: { defaultMetrics?: boolean } = {}) {
@@ -314,6 +315,12 @@ export class ProxyMetrics {
       labelNames: ['code'],
       registers: [this.registry],
     });
+    this.refused = new Counter({
+      name: 'proxy_protocol_refused_total',
+      help: 'Connections refused for speaking a protocol the proxy does not serve (h2: HTTP/2 prior knowledge).',
+      labelNames: ['protocol'],
+      registers: [this.registry],
+    });
 
     for (const b of breakers.all()) this.add(b);
     breakers.on('added', (b) => this.add(b));
@@ -338,6 +345,7 @@ export class ProxyMetrics {
       if (s !== undefined) s.wouldReject[WOULD_REJECT.indexOf(reason)]! += 1;
     });
     proxy.on('unrouted', (code) => this.unrouted.labels(String(code)).inc());
+    proxy.on('protocolRefused', (protocol) => this.refused.labels(protocol).inc());
   }
 
   /**

@@ -34,6 +34,8 @@ export interface ProxyEvents {
   retry: [RetryEvent];
   /** A WebSocket tunnel closed, both sides (docs/websocket.md): service, seconds it was open. */
   tunnelClosed: [string, number];
+  /** A connection in a protocol the proxy does not speak was refused (docs/behaviour.md, "Protocols"). */
+  protocolRefused: ['h2'];
 }
 
 /** Open WebSocket tunnels of one service, and all it has opened (docs/websocket.md). */

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { connect, constants } from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import { rawRequest, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
 
@@ -122,6 +124,54 @@ describe('hostile input', () => {
     const r = await send('/svc/product/x', 'Trailer: Expires\r\nTE: trailers\r\n');
     assert.match(r, /^HTTP\/1\.1 200 /);
   });
+
+  test('HTTP/2 prior knowledge gets a GOAWAY HTTP_1_1_REQUIRED an h2 client can read; logged, counted, nothing forwarded', async () => {
+    const refused = async (): Promise<number> =>
+      Number(/^proxy_protocol_refused_total\{protocol="h2"\} (\d+)$/m.exec((await request(p.adminPort, '/metrics')).body)?.[1] ?? 0);
+    const counted = await refused();
+    const before = up.requests;
+    const session = connect(`http://127.0.0.1:${p.port}`);
+    session.on('error', () => {});
+    const goaway = new Promise<[number, Buffer | undefined]>((resolve) =>
+      session.on('goaway', (code: number, _last: number, data?: Buffer) => resolve([code, data])),
+    );
+    const stream = session.request({ ':path': '/svc/product/x' });
+    stream.on('error', () => {});
+    const [code, data] = await goaway;
+    assert.equal(code, constants.NGHTTP2_HTTP_1_1_REQUIRED);
+    assert.match(String(data), /HTTP\/1\.1 and WebSocket only/);
+    session.destroy();
+    // A second one: counted too, logged at debug only.
+    const second = connect(`http://127.0.0.1:${p.port}`);
+    second.on('error', () => {});
+    await new Promise((resolve) => second.on('goaway', resolve));
+    second.destroy();
+    assert.equal(up.requests, before, 'nothing forwarded');
+    assert.equal(await refused(), counted + 2, 'one per connection');
+    const said = p.logs.find((l) => String(l.msg).startsWith('HTTP/2 is not served'));
+    assert.deepEqual(
+      said.map((l) => l.level),
+      [40, 20],
+      'warn once, then debug',
+    );
+  });
+
+  test(
+    'curl --http2-prior-knowledge is told HTTP/1.1 is required, not "Empty reply from server"',
+    { skip: !/HTTP2/.test(spawnSync('curl', ['-V'], { encoding: 'utf8' }).stdout ?? '') && 'curl with HTTP/2 not installed' },
+    async () => {
+      // Async: the proxy runs in this process, so a synchronous curl would wait on a blocked loop.
+      const r = await new Promise<{ code: number; stderr: string; stdout: string }>((resolve) =>
+        execFile('curl', ['-sv', '--http2-prior-knowledge', `http://127.0.0.1:${p.port}/svc/product/x`], (err, stdout, stderr) =>
+          resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+      assert.doesNotMatch(r.stderr, /Empty reply/);
+      assert.notEqual(r.code, 0, r.stdout);
+      // curl 7.88 prints the frame it got with -v; error 13 is HTTP_1_1_REQUIRED (RFC 9113 §7).
+      assert.match(r.stderr, /GOAWAY, error=13/, r.stderr);
+    },
+  );
 
   test('the proxy is alive and forwarding after all of the above', async () => {
     const r = await request(p.port, '/svc/product/ok');
