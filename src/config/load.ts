@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
@@ -21,6 +23,7 @@ import {
   type ProxyListenConfig,
   type DiscoveryRule,
   type OutlierRule,
+  type UpstreamTls,
   type RetryRule,
   type RouteConfig,
   type StatusRange,
@@ -191,7 +194,8 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
       retryAfter: v.retryAfter?.honor ? Object.freeze({ maxMs: v.retryAfter.max ?? BUILTIN.retryAfterMaxMs }) : undefined,
     });
     const admission: AdmissionPolicy = Object.freeze({ maxConcurrent: v.maxConcurrent, mode: v.mode });
-    const upstream = readUpstream(['services', name], { url, endpoints, discovery }, v, problems, lineOf);
+    const tls = readTls(name, r.where('tls'), v.tls, url ?? endpoints?.[0], source, problems, lineOf);
+    const upstream = readUpstream(['services', name], { url, endpoints, discovery }, v, tls, problems, lineOf);
     if (upstream === undefined) continue;
     const shown = url ?? (endpoints ?? []).join(', ');
     services.set(name, Object.freeze({ name, url: shown, target: upstream.endpoints[0]!, upstream, call, routes, circuit, admission }));
@@ -353,6 +357,7 @@ function readUpstream(
   path: readonly string[],
   raw: RawTarget,
   v: Tuning,
+  tls: UpstreamTls | undefined,
   problems: ConfigProblem[],
   lineOf: LineOf,
 ): UpstreamPolicy | undefined {
@@ -424,6 +429,88 @@ function readUpstream(
     discovery,
     balance: v.balance ?? 'round-robin',
     outlier,
+    tls,
+  });
+}
+
+type RawTls = NonNullable<Tuning['tls']>;
+
+/**
+ * A service's `tls:` (docs/configuration.md, "TLS to upstreams"): its files read now (at load and
+ * at each reload), relative to the config file, and checked by building the TLS context Node will
+ * use, so a bad PEM or a key that is not the certificate's is a config error with its key path.
+ * Under `defaults` it applies to the https services only.
+ */
+function readTls(
+  service: string,
+  path: readonly (string | number)[],
+  raw: RawTls | undefined,
+  firstUrl: string | undefined,
+  source: string | undefined,
+  problems: ConfigProblem[],
+  lineOf: LineOf,
+): UpstreamTls | undefined {
+  if (raw === undefined) return undefined;
+  const https = firstUrl !== undefined && firstUrl.startsWith('https:');
+  if (!https) {
+    if (path[0] === 'services') problems.push(at(path, `needs an https url: ${service} is not https`, lineOf));
+    return undefined;
+  }
+  const before = problems.length;
+  if ((raw.cert === undefined) !== (raw.key === undefined)) {
+    problems.push(
+      at([...path, raw.cert === undefined ? 'cert' : 'key'], `is required with ${raw.cert === undefined ? 'key' : 'cert'}`, lineOf),
+    );
+  }
+  const hash = createHash('sha256');
+  const read = (key: 'ca' | 'cert' | 'key'): Buffer | undefined => {
+    const file = raw[key];
+    if (file === undefined) return undefined;
+    try {
+      const bytes = readFileSync(resolve(source ? dirname(source) : '.', file));
+      hash.update(`${key}:`).update(bytes);
+      return bytes;
+    } catch (e) {
+      problems.push(at([...path, key], `cannot read ${show(file)}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, lineOf));
+      return undefined;
+    }
+  };
+  const ca = read('ca');
+  const cert = read('cert');
+  const key = read('key');
+  // Node skips what is not PEM in a CA list without a word: a file with no certificate is an error here.
+  for (const [k, bytes, marker] of [
+    ['ca', ca, 'CERTIFICATE'],
+    ['cert', cert, 'CERTIFICATE'],
+    ['key', key, 'PRIVATE KEY'],
+  ] as const) {
+    if (
+      bytes !== undefined &&
+      !bytes.includes(`-----BEGIN ${marker}`) &&
+      !(k === 'key' && /-----BEGIN [A-Z]+ PRIVATE KEY/.test(bytes.toString('latin1')))
+    ) {
+      problems.push(at([...path, k], `is not usable: ${show(raw[k])} has no PEM ${marker.toLowerCase()}`, lineOf));
+    }
+  }
+  if (problems.length > before) return undefined;
+  const minVersion = raw.minVersion ?? 'TLSv1.2';
+  try {
+    createSecureContext({ ca, cert, key, minVersion });
+  } catch (e) {
+    const msg = (e as Error).message;
+    const which =
+      /key/i.test(msg) && key !== undefined ? 'key' : /cert/i.test(msg) && cert !== undefined ? 'cert' : ca !== undefined ? 'ca' : 'cert';
+    problems.push(at([...path, which], `is not usable: ${msg}`, lineOf));
+    return undefined;
+  }
+  hash.update(`servername:${raw.servername ?? ''}|min:${minVersion}`);
+  return Object.freeze({
+    ...(ca ? { ca } : {}),
+    ...(cert ? { cert } : {}),
+    ...(key ? { key } : {}),
+    ...(raw.servername ? { servername: raw.servername } : {}),
+    minVersion,
+    fingerprint: hash.digest('hex'),
   });
 }
 

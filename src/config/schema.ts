@@ -255,6 +255,31 @@ const fallback = z
   .meta({ description: 'What an open circuit answers instead of the 503 problem (off unless set).' });
 
 const BALANCE_RULE = 'must be round-robin or least-request';
+const FILE_RULE = 'must be a file path (relative to the config file)';
+const pemFile = (description: string) => z.string(rule(FILE_RULE)).min(1, rule(FILE_RULE)).meta({ description }).optional();
+const tls = z
+  .strictObject(
+    {
+      ca: pemFile('PEM file of the CA certificate(s) that sign the upstream: trusted instead of the system roots.'),
+      cert: pemFile('PEM file of the client certificate the proxy presents (mTLS); needs key.'),
+      key: pemFile('PEM file of the private key of cert (unencrypted).'),
+      servername: z
+        .string(rule('must be a host name'))
+        .regex(/^[A-Za-z0-9.-]+$/, rule('must be a host name'))
+        .meta({ description: "The TLS server name (SNI) and the name the certificate must carry; default the URL's host." })
+        .optional(),
+      minVersion: z
+        .enum(['TLSv1.2', 'TLSv1.3'], rule('must be TLSv1.2 or TLSv1.3'))
+        .meta({ description: 'The lowest TLS version accepted.', default: 'TLSv1.2' })
+        .optional(),
+    },
+    MAPPING,
+  )
+  .meta({
+    description:
+      'TLS to an https upstream (docs/configuration.md, "TLS to upstreams"): a private CA, a client certificate. Certificates are always verified.',
+  });
+
 const balance = z.enum(['round-robin', 'least-request'], rule(BALANCE_RULE)).meta({
   description: 'How requests are spread over available endpoints: round-robin, or least-request (the less loaded of two picked at random).',
   default: 'round-robin',
@@ -455,6 +480,7 @@ const tuning = {
   rejectRetryAfter: rejectRetryAfter.optional(),
   balance: balance.optional(),
   outlier: outlier.optional(),
+  tls: tls.optional(),
   retries: retries.optional(),
 };
 

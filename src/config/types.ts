@@ -131,6 +131,19 @@ export interface UpstreamPolicy {
   readonly balance: 'round-robin' | 'least-request';
   /** Off unless set. */
   readonly outlier: OutlierRule | undefined;
+  /** `tls:` for an https upstream, files read at load; undefined: Node's defaults (system roots). */
+  readonly tls: UpstreamTls | undefined;
+}
+
+/** An https upstream's TLS settings (docs/configuration.md, "TLS to upstreams"): always verified. */
+export interface UpstreamTls {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  readonly servername?: string;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** What the files and settings were, to tell a change on reload (the files' digests, not their bytes). */
+  readonly fingerprint: string;
 }
 
 /** One configured service, resolved: its address and its policies, split by owner. */

@@ -188,6 +188,8 @@ function onProxyError(): void {}
 interface Route {
   readonly proxy: httpProxy;
   readonly agent: HttpAgent | HttpsAgent;
+  /** The `tls:` its agent was made with (its fingerprint): another one needs another pool. */
+  readonly tls: string | undefined;
 }
 
 export class Forwarder {
@@ -242,10 +244,23 @@ export class Forwarder {
 
   private route(endpoint: Endpoint): Route {
     let r = this.routes.get(endpoint);
-    if (r === undefined) {
+    const tls = endpoint.tls;
+    if (r === undefined || r.tls !== tls?.fingerprint) {
+      // A reload changed `tls:`: new connections use the new settings. The old pool is left to
+      // its requests in flight; its idle sockets close after the agent's timeout.
       const u = endpoint.url;
       const https = u.protocol === 'https:';
-      const agent = https ? new HttpsAgent(this.agentOptions) : new HttpAgent(this.agentOptions);
+      const agent = https
+        ? new HttpsAgent({
+            ...this.agentOptions,
+            // Connection options of the agent (Node merges them into each TLS connection): the
+            // private CA, the client certificate, the server name checked (docs/configuration.md).
+            ...(tls?.ca ? { ca: tls.ca } : {}),
+            ...(tls?.cert ? { cert: tls.cert, key: tls.key } : {}),
+            ...(tls?.servername ? { servername: tls.servername } : {}),
+            minVersion: tls?.minVersion ?? 'TLSv1.2',
+          })
+        : new HttpAgent(this.agentOptions);
       const proxy = httpProxy.createProxyServer({
         target: {
           protocol: u.protocol,
@@ -261,7 +276,7 @@ export class Forwarder {
       proxy.on('proxyReq', onProxyReq);
       proxy.on('proxyReqWs', onProxyReqWs);
       proxy.on('error', onProxyError);
-      r = { proxy, agent };
+      r = { proxy, agent, tls: tls?.fingerprint };
       this.routes.set(endpoint, r);
       this.agents.add(agent);
     }

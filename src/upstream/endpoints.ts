@@ -4,7 +4,7 @@
  * outcomes. The service's circuit sits above this and counts every request as before.
  */
 import type { EventEmitter } from 'node:events';
-import type { UpstreamPolicy } from '../config/types.js';
+import type { UpstreamPolicy, UpstreamTls } from '../config/types.js';
 import { formatDuration } from '../config/duration.js';
 import { monotonic, type Clock } from '../policy/clock.js';
 import { mayEject, OutlierTracker } from '../policy/outlier.js';
@@ -70,6 +70,8 @@ export class Endpoint {
   readonly recent: OutcomeWindow;
   outlier: OutlierTracker | undefined;
   returnTimer: NodeJS.Timeout | undefined;
+  /** The service's `tls:` in force: a reload that changes it gives the endpoint a new connection pool (src/proxy/forwarder.ts). */
+  tls: UpstreamTls | undefined;
 
   constructor(service: string, url: URL, host: string, clock: Clock) {
     this.url = url;
@@ -178,6 +180,7 @@ export class EndpointSet {
     const prevBase = this.policy.discovery !== undefined ? this.policy.endpoints[0]!.href : undefined;
     this.policy = policy;
     if (outlierChanged) for (const ep of this.list) this.restore(ep, false);
+    for (const ep of this.list) ep.tls = policy.tls;
     const sameBase = policy.discovery !== undefined && prevBase === policy.endpoints[0]!.href;
     // With discovery, the resolved set stays until the next answer, unless the URL itself changed.
     if (!sameBase)
@@ -279,6 +282,7 @@ export class EndpointSet {
       else this.events.emit('drained', ep);
       if (announce) this.emit(ep, 'removed', {});
     }
+    for (const ep of list) ep.tls = this.policy.tls;
     this.list = list;
     this.refreshOutlier();
   }
