@@ -77,6 +77,8 @@ export class CircuitProxy {
     this.server.maxConnections = config.listen.maxConnections;
     this.handler.clientBodyIdleMs = config.clientTimeouts.bodyIdleMs;
     this.handler.tunnelIdleMs = config.clientTimeouts.tunnelIdleMs;
+    // Expect: 100-continue is the upstream's to answer: Node sends no 100 of its own with this listener.
+    this.server.on('checkContinue', this.handler.handle);
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (err.code === 'HPE_PAUSED_H2_UPGRADE') {
         // The parser reports again for bytes read after the preface: one refusal per connection.

@@ -38,6 +38,12 @@ export interface AttemptOwner {
   readonly gone: boolean;
   /** The first attempt is sending the client's body: the call keeps a copy for a retry (docs/retries.md). */
   keepBody(): void;
+  /** The client sent `Expect: 100-continue` and waits for a 100 or a final answer. */
+  readonly expectsContinue: boolean;
+  /** The upstream's `100 Continue` came: relay it (docs/behaviour.md, "Expect: 100-continue"). */
+  sendContinue(): void;
+  /** The request went out with `Expect: 100-continue`: start waiting for the upstream's 100. */
+  awaitContinue(): void;
   /** A failure status arrived (its outcome reported): true when the call retries instead of answering with it. */
   retryInstead(o: UpstreamOutcome, from: Attempt): boolean;
   /** The decision point: response headers of this attempt go to the client (its outcome already reported). */
@@ -127,6 +133,15 @@ export class Attempt implements ForwardSink {
     }
     // Same tick as the pipe, like the listeners below: every chunk is seen.
     if (!this.replay && this.call.hasBody) this.call.keepBody();
+    if (!this.replay && this.call.expectsContinue) {
+      // Set here, not in the client's headers: Node renders a head with Expect at once, before
+      // the request line is final. Only the first attempt asks; a retry sends its kept body.
+      proxyReq.setHeader('expect', '100-continue');
+      // The head goes now: the client sends nothing until it hears back.
+      proxyReq.flushHeaders();
+      proxyReq.once('continue', () => this.call.sendContinue());
+      this.call.awaitContinue();
+    }
     if (this.phase === 'sending') {
       // Attached in the same tick as the forwarder's pipe of the body, so no chunk flows past
       // either (a 'data' listener alone would start the body flowing).

@@ -51,6 +51,15 @@ export interface RetryEvent {
 /** Client closed before the response completed (nginx's convention). */
 export const CLIENT_CLOSED = 499;
 
+/** How long the upstream may take to answer `Expect: 100-continue` before the proxy sends the 100 itself (curl waits 1 s). */
+export const CONTINUE_WAIT_MS = 1000;
+
+/** `Expect: 100-continue` (RFC 9110 §10.1.1; the token is case-insensitive). */
+function expectsContinue(req: IncomingMessage): boolean {
+  const e = req.headers.expect;
+  return e !== undefined && e.trim().toLowerCase() === '100-continue';
+}
+
 /** What a call needs from the handler that made it. */
 export interface CallOwner {
   /** Responses carry `Connection: close` while draining. */
@@ -105,6 +114,9 @@ export class Call implements Admittee, AttemptOwner {
   /** The current attempt's endpoint counts it in flight (`done` not yet called). */
   private onEndpoint = false;
   private noRetry: Completed['noRetry'];
+  /** The client sent `Expect: 100-continue` and has not been told to send its body yet. */
+  expectsContinue = false;
+  private continueTimer: NodeJS.Timeout | undefined;
 
   /** For a service with routes: the route taken, `-` for none; undefined for a service without. */
   readonly route: string | undefined;
@@ -149,6 +161,8 @@ export class Call implements Admittee, AttemptOwner {
   /** Admitted: the first attempt goes upstream. */
   forward(): void {
     const req = this.req;
+    // Read before the hop-by-hop headers go: the expectation is the upstream's to answer.
+    this.expectsContinue = expectsContinue(req);
     prepareRequestHeaders(req.headers, this.requestId, req.socket.remoteAddress);
     this.hasBody = hasBody(req.headers);
     this.res.on('close', () => this.onClientClose());
@@ -175,6 +189,40 @@ export class Call implements Admittee, AttemptOwner {
       attempt.refuse();
       this.problem(400, 'Bad Request', `request cannot be forwarded: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
+  }
+
+  /**
+   * The client is told to send its body: the upstream's 100 relayed, or the proxy's own when the
+   * upstream has said nothing for CONTINUE_WAIT_MS (RFC 9110 §10.1.1: a client waits a while, then
+   * sends anyway; the upstream may not implement the expectation). At most once.
+   */
+  sendContinue(): void {
+    this.clearContinueTimer();
+    if (!this.expectsContinue) return;
+    this.expectsContinue = false;
+    const res = this.res;
+    if (!res.headersSent && !res.destroyed) res.writeContinue();
+  }
+
+  /** The first attempt's request went out with `Expect: 100-continue`: wait for the upstream's say. */
+  awaitContinue(): void {
+    if (!this.expectsContinue || this.continueTimer !== undefined) return;
+    this.continueTimer = setTimeout(() => {
+      this.continueTimer = undefined;
+      this.sendContinue();
+    }, CONTINUE_WAIT_MS);
+  }
+
+  /** A final answer went (or the call ended): no 100 any more. */
+  noContinue(): void {
+    this.clearContinueTimer();
+    this.expectsContinue = false;
+  }
+
+  private clearContinueTimer(): void {
+    if (this.continueTimer === undefined) return;
+    clearTimeout(this.continueTimer);
+    this.continueTimer = undefined;
   }
 
   /** Called in the tick the first attempt's body starts: keep its chunks while they fit. */
@@ -216,6 +264,7 @@ export class Call implements Admittee, AttemptOwner {
    */
   respond(proxyRes: IncomingMessage, trailers: boolean): void {
     const res = this.res;
+    this.noContinue();
     if (this.owner.draining) res.shouldKeepAlive = false;
     const headers = responseHeaders(proxyRes.rawHeaders, proxyRes.headers.connection, this.requestId, trailers);
     if (this.attempts > 1) headers.push('x-circuit-attempts', String(this.attempts));
@@ -355,6 +404,7 @@ export class Call implements Admittee, AttemptOwner {
 
   /** A problem+json answer of the proxy's own for this service, with the request id (and the attempts, past one). */
   private problem(status: number, title: string, detail: string): void {
+    this.noContinue();
     const extra =
       this.attempts > 1 ? ['x-request-id', this.requestId, 'x-circuit-attempts', String(this.attempts)] : ['x-request-id', this.requestId];
     sendProblem(this.req, this.res, { status, title, detail, service: this.config.name }, extra);
@@ -368,6 +418,7 @@ export class Call implements Admittee, AttemptOwner {
     const waiting = this.waiting;
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    this.clearContinueTimer();
     this.releaseBudget();
     if (!res.writableFinished) attempt.clientLeft();
     else attempt.end();

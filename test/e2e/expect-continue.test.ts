@@ -1,0 +1,130 @@
+/**
+ * `Expect: 100-continue` is the upstream's to answer (docs/behaviour.md, "Expect: 100-continue"):
+ * its 100 is relayed and the client's body follows only then; its final answer without a 100
+ * reaches the client before any body is sent; an upstream that says nothing gets the body after
+ * the proxy's own 100 (1 s, as curl waits). A raw client sends its body only on a 100.
+ */
+import assert from 'node:assert/strict';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+
+interface Exchange {
+  /** What the client read, 100s included. */
+  readonly text: string;
+  /** Whether a 100 came, so the client sent its body. */
+  readonly sentBody: boolean;
+}
+
+/** A client that announces `bytes` of body with Expect: 100-continue and sends it on a 100 only. */
+function expecting(port: number, path: string, bytes: number): Promise<Exchange> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let text = '';
+    let sentBody = false;
+    s.on('error', reject);
+    s.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (!sentBody && /^HTTP\/1\.1 100 /.test(text)) {
+        sentBody = true;
+        s.write(Buffer.alloc(bytes, 0x61));
+      }
+    });
+    s.on('close', () => resolve({ text, sentBody }));
+    s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: ${bytes}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`);
+  });
+}
+
+describe('Expect: 100-continue through the proxy', () => {
+  let rejecting: Upstream;
+  let accepting: Upstream;
+  let silent: Upstream;
+  let p: RunningProxy;
+  const expectations: Record<string, Array<string | undefined>> = { rejecting: [], accepting: [], silent: [] };
+  let gone = '';
+
+  before(async () => {
+    const echo = (req: IncomingMessage, res: ServerResponse): void => {
+      let n = 0;
+      req.on('data', (c: Buffer) => (n += c.length));
+      req.on('end', () => res.end(`got ${n}`));
+    };
+    rejecting = await startUpstream(echo);
+    accepting = await startUpstream(echo);
+    silent = await startUpstream(echo);
+    // The upstream decides from the head alone: too large, without reading a byte of body.
+    rejecting.server.on('checkContinue', (req, res) => {
+      expectations.rejecting!.push(req.headers.expect);
+      res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' });
+      res.end('too large');
+    });
+    // Node's default (no checkContinue listener) sends 100 at once: listen only to record.
+    accepting.events.on('request', (req: IncomingMessage) => expectations.accepting!.push(req.headers.expect));
+    // Implements no expectation: waits for the body without a 100.
+    silent.server.on('checkContinue', (req, res) => {
+      expectations.silent!.push(req.headers.expect);
+      echo(req, res);
+    });
+    const down = await startUpstream(() => undefined);
+    gone = down.url;
+    await down.close();
+    p = await startProxy(
+      [
+        'defaults: { threshold: 1, cooldown: 60s }',
+        'services:',
+        `  rejecting: { url: "${rejecting.url}" }`,
+        `  accepting: { url: "${accepting.url}" }`,
+        `  silent: { url: "${silent.url}" }`,
+        `  down: { url: "${gone}" }`,
+        '',
+      ].join('\n'),
+    );
+  });
+  after(async () => {
+    await p.close();
+    for (const u of [rejecting, accepting, silent]) await u.close();
+  });
+
+  test("the upstream's final answer without a 100 reaches the client before any body is sent; not a failure", async () => {
+    const x = await expecting(p.port, '/svc/rejecting/upload', 2_000_000);
+    assert.match(x.text, /^HTTP\/1\.1 413 /, x.text);
+    assert.ok(!x.sentBody, 'no 100: the client never sent its 2 MB');
+    assert.match(x.text, /too large/);
+    assert.deepEqual(expectations.rejecting, ['100-continue'], 'the expectation was forwarded');
+    assert.equal(p.proxy.registry.get('rejecting')!.state, 'closed');
+  });
+
+  test("the upstream's 100 is relayed; the body follows and arrives whole", async () => {
+    const x = await expecting(p.port, '/svc/accepting/upload', 100_000);
+    assert.ok(x.sentBody);
+    assert.match(x.text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /, x.text);
+    assert.match(x.text, /got 100000$/);
+    assert.deepEqual(expectations.accepting, ['100-continue']);
+  });
+
+  test('an upstream that implements no expectation gets the body after the proxy sends its own 100', async () => {
+    const x = await expecting(p.port, '/svc/silent/upload', 50_000);
+    assert.ok(x.sentBody);
+    assert.match(x.text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /, x.text);
+    assert.match(x.text, /got 50000$/);
+    assert.deepEqual(expectations.silent, ['100-continue']);
+  });
+
+  test('an unreachable upstream, then an open circuit: 502, then 503, and no 100 either time', async () => {
+    const first = await expecting(p.port, '/svc/down/upload', 10_000);
+    assert.match(first.text, /^HTTP\/1\.1 502 /, first.text);
+    assert.ok(!first.sentBody);
+    const second = await expecting(p.port, '/svc/down/upload', 10_000);
+    assert.match(second.text, /^HTTP\/1\.1 503 /, second.text);
+    assert.match(second.text, /x-circuit-open: down/i);
+    assert.ok(!second.sentBody);
+  });
+
+  test('without Expect nothing changes: no 100, the body forwarded as sent', async () => {
+    const before = expectations.accepting!.length;
+    const r = await fetch(`http://127.0.0.1:${p.port}/svc/accepting/plain`, { method: 'POST', body: 'x'.repeat(1000) });
+    assert.equal(await r.text(), 'got 1000');
+    assert.deepEqual(expectations.accepting!.slice(before), [undefined]);
+  });
+});
