@@ -233,6 +233,9 @@ export class Attempt implements ForwardSink {
       proxyRes.destroy();
       return;
     }
+    // An early answer (RFC 9112 §9.6): the upstream will not read the rest of the body, so the
+    // client connection closes after this response instead of carrying a body nobody reads.
+    if (this.phase === 'sending') this.call.res.shouldKeepAlive = false;
     this.phase = 'streaming';
     this.slowAt = Infinity;
     const status = proxyRes.statusCode ?? 502;

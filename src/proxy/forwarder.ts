@@ -15,6 +15,7 @@
  */
 import { Agent as HttpAgent, type AgentOptions, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { holdWriteFailuresOf } from '../upstream/early-answer.js';
 import type { Socket } from 'node:net';
 import type { Stream } from 'node:stream';
 import httpProxy from 'http-proxy';
@@ -261,6 +262,8 @@ export class Forwarder {
             minVersion: tls?.minVersion ?? 'TLSv1.2',
           })
         : new HttpAgent(this.agentOptions);
+      // An upstream's early answer survives the failed write of the rest of the body (docs/behaviour.md, "Early answers").
+      holdWriteFailuresOf(agent);
       const proxy = httpProxy.createProxyServer({
         target: {
           protocol: u.protocol,

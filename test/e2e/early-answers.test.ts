@@ -1,10 +1,17 @@
 /**
+ * Early answers (docs/behaviour.md, "Early answers"): an upstream that answers before reading the
+ * body and closes has its answer forwarded and counted by status, not a 502 reset.
+ *
  * `Expect: 100-continue` is the upstream's to answer (docs/behaviour.md, "Expect: 100-continue"):
  * its 100 is relayed and the client's body follows only then; its final answer without a 100
  * reaches the client before any body is sent; an upstream that says nothing gets the body after
  * the proxy's own 100 (1 s, as curl waits). A raw client sends its body only on a 100.
  */
 import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -126,5 +133,62 @@ describe('Expect: 100-continue through the proxy', () => {
     const r = await fetch(`http://127.0.0.1:${p.port}/svc/accepting/plain`, { method: 'POST', body: 'x'.repeat(1000) });
     assert.equal(await r.text(), 'got 1000');
     assert.deepEqual(expectations.accepting!.slice(before), [undefined]);
+  });
+});
+
+const hasCurl = spawnSync('curl', ['--version']).status === 0;
+
+/** curl uploads `file` with no Expect (as Python requests and Node's fetch send): status code, or 0. */
+function curlUpload(url: string, file: string): Promise<number> {
+  return new Promise((resolve) =>
+    execFile('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Expect:', '-T', file, '-X', 'POST', url], (_err, out) =>
+      resolve(Number(out) || 0),
+    ),
+  );
+}
+
+describe('an upstream that answers before reading the body and closes', { skip: !hasCurl && 'curl not installed' }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-early-'));
+  const file = join(dir, 'upload.bin');
+  let early: Upstream;
+  let hangsUp: Upstream;
+  let p: RunningProxy;
+  before(async () => {
+    writeFileSync(file, Buffer.alloc(2_000_000, 0x62));
+    // Node's own server: answers from the head, Connection: close, never reads the body (its
+    // socket then closes with unread bytes: a reset for whoever is still writing).
+    early = await startUpstream((_req, res) => {
+      res.writeHead(413, { 'content-type': 'text/plain', 'content-length': '9', connection: 'close' });
+      res.end('too large');
+    });
+    // Resets the connection without any answer: that stays a reset failure.
+    hangsUp = await startUpstream((req) => req.socket.resetAndDestroy());
+    p = await startProxy(
+      `defaults: { threshold: 3, cooldown: 60s }\nservices:\n  early: { url: "${early.url}" }\n  hangsup: { url: "${hangsUp.url}" }\n`,
+    );
+  });
+  after(async () => {
+    await p.close();
+    await early.close();
+    await hangsUp.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('five 2 MB uploads get the 413 as sent directly, counted by status: the circuit stays closed', async () => {
+    const direct = await curlUpload(`${early.url}/upload`, file);
+    assert.equal(direct, 413, 'direct');
+    const codes: number[] = [];
+    for (let i = 0; i < 5; i++) codes.push(await curlUpload(`http://127.0.0.1:${p.port}/svc/early/upload`, file));
+    assert.deepEqual(codes, [413, 413, 413, 413, 413]);
+    const b = p.proxy.registry.get('early')!;
+    assert.equal(b.state, 'closed');
+    assert.equal(p.logs.find((l) => l.service === 'early' && l.reason === 'reset').length, 0, 'no reset counted');
+  });
+
+  test('a reset with no answer is still a reset failure (502), and three open the circuit', async () => {
+    const codes: number[] = [];
+    for (let i = 0; i < 3; i++) codes.push(await curlUpload(`http://127.0.0.1:${p.port}/svc/hangsup/upload`, file));
+    assert.deepEqual(codes, [502, 502, 502]);
+    assert.equal(p.proxy.registry.get('hangsup')!.state, 'open');
   });
 });
