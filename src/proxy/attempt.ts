@@ -38,6 +38,8 @@ export interface AttemptOwner {
   readonly gone: boolean;
   /** The first attempt is sending the client's body: the call keeps a copy for a retry (docs/retries.md). */
   keepBody(): void;
+  /** The upstream answered while the client's body was still coming (docs/behaviour.md, "Early answers"). */
+  earlyAnswer(): void;
   /** The client sent `Expect: 100-continue` and waits for a 100 or a final answer. */
   readonly expectsContinue: boolean;
   /** The upstream's `100 Continue` came: relay it (docs/behaviour.md, "Expect: 100-continue"). */
@@ -233,9 +235,8 @@ export class Attempt implements ForwardSink {
       proxyRes.destroy();
       return;
     }
-    // An early answer (RFC 9112 §9.6): the upstream will not read the rest of the body, so the
-    // client connection closes after this response instead of carrying a body nobody reads.
-    if (this.phase === 'sending') this.call.res.shouldKeepAlive = false;
+    // An early answer (RFC 9112 §9.6): the upstream will not read the rest of the body.
+    if (this.phase === 'sending') this.call.earlyAnswer();
     this.phase = 'streaming';
     this.slowAt = Infinity;
     const status = proxyRes.statusCode ?? 502;

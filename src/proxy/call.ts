@@ -204,6 +204,22 @@ export class Call implements Admittee, AttemptOwner {
     if (!res.headersSent && !res.destroyed) res.writeContinue();
   }
 
+  /**
+   * The upstream answered before it had the whole body. A client told to wait (Expect, no 100)
+   * sends none: its connection closes after the answer, so no unsent body is due on it. Any
+   * other client is mid-upload: the rest of its body is read and dropped, so it can finish and
+   * read the answer; closing on it would reset its connection and lose the answer, as the
+   * upstream's own close did one hop in (docs/behaviour.md, "Early answers").
+   */
+  earlyAnswer(): void {
+    if (this.expectsContinue) {
+      this.res.shouldKeepAlive = false;
+      return;
+    }
+    this.req.unpipe();
+    this.req.resume();
+  }
+
   /** The first attempt's request went out with `Expect: 100-continue`: wait for the upstream's say. */
   awaitContinue(): void {
     if (!this.expectsContinue || this.continueTimer !== undefined) return;

@@ -8,7 +8,7 @@
  * the proxy's own 100 (1 s, as curl waits). A raw client sends its body only on a 100.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -183,6 +183,38 @@ describe('an upstream that answers before reading the body and closes', { skip: 
     const b = p.proxy.registry.get('early')!;
     assert.equal(b.state, 'closed');
     assert.equal(p.logs.find((l) => l.service === 'early' && l.reason === 'reset').length, 0, 'no reset counted');
+  });
+
+  test("Python's http.server answering 413 from the head and closing: 413 three times, the circuit closed", async (t) => {
+    if (spawnSync('python3', ['--version']).status !== 0) return t.skip('python3 not installed');
+    const script = [
+      'import http.server',
+      'class H(http.server.BaseHTTPRequestHandler):',
+      '    def do_POST(self):',
+      '        self.send_error(413)',
+      '    def log_message(self, *a):',
+      '        pass',
+      "s = http.server.HTTPServer(('127.0.0.1', 0), H)",
+      'print(s.server_address[1], flush=True)',
+      's.serve_forever()',
+    ].join('\n');
+    const py = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<number>((resolve) => py.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
+      const url = `http://127.0.0.1:${port}`;
+      assert.equal(await curlUpload(`${url}/upload`, file), 413, 'direct');
+      const q = await startProxy(`defaults: { threshold: 3, cooldown: 60s }\nservices:\n  py: { url: "${url}" }\n`);
+      try {
+        const codes: number[] = [];
+        for (let i = 0; i < 3; i++) codes.push(await curlUpload(`http://127.0.0.1:${q.port}/svc/py/upload`, file));
+        assert.deepEqual(codes, [413, 413, 413]);
+        assert.equal(q.proxy.registry.get('py')!.state, 'closed');
+      } finally {
+        await q.close();
+      }
+    } finally {
+      py.kill();
+    }
   });
 
   test('a reset with no answer is still a reset failure (502), and three open the circuit', async () => {
