@@ -3,9 +3,9 @@ import { isLoopback } from '../net.js';
 
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) plus those that describe this hop only:
- * `proxy-authorization` is meant for a proxy, never for the upstream; `expect` is restated by the
- * call for the first attempt when it is `100-continue` (src/proxy/call.ts), any other expectation
- * is dropped; `trailer` in a request crashes http-proxy 1.18.1 (#1647).
+ * `proxy-authorization` is meant for a proxy, never for the upstream; `expect` is restated on
+ * the first attempt's upstream request when it is `100-continue` (src/proxy/attempt.ts), any
+ * other expectation is dropped; `trailer` in a request crashes http-proxy 1.18.1 (#1647).
  */
 const HOP_BY_HOP: readonly string[] = [
   'connection',

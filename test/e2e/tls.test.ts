@@ -13,31 +13,23 @@ import { json, request, startProxy } from '../helpers.js';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 
+/** Runs openssl in `dir`; a failure fails the test with openssl's own words. */
+function openssl(dir: string, args: string[]): void {
+  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+/** A self-signed certificate for `cn` (a CA, or a server nobody vouches for), valid one day. */
+function selfSigned(dir: string, cn: string, key: string, cert: string): void {
+  openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', key, '-out', cert, '-days', '1']);
+}
+
 test(
   'an https upstream with an untrusted certificate is a TLS failure: 502 and a connect failure',
   { skip: !hasOpenssl && 'openssl not installed' },
   async () => {
     const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-tls-'));
-    const made = spawnSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-subj',
-        '/CN=localhost',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-days',
-        '1',
-      ],
-      { encoding: 'utf8' },
-    );
-    assert.equal(made.status, 0, made.stderr);
+    selfSigned(dir, 'localhost', 'key.pem', 'cert.pem');
     const server = createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (_req, res) =>
       res.end('secret'),
     );
@@ -67,14 +59,10 @@ test(
  * localhost, 127.0.0.1 and upstream.internal), and a client certificate for mTLS.
  */
 function makePki(dir: string): void {
-  const run = (args: string[]): void => {
-    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-  };
-  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=test CA', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1']);
+  selfSigned(dir, 'test CA', 'ca.key', 'ca.pem');
   writeFileSync(join(dir, 'server.ext'), 'subjectAltName=DNS:localhost,DNS:upstream.internal,IP:127.0.0.1\n');
-  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=upstream', '-keyout', 'server.key', '-out', 'server.csr']);
-  run([
+  openssl(dir, ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=upstream', '-keyout', 'server.key', '-out', 'server.csr']);
+  openssl(dir, [
     'x509',
     '-req',
     '-in',
@@ -91,24 +79,24 @@ function makePki(dir: string): void {
     '-extfile',
     'server.ext',
   ]);
-  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=make-order', '-keyout', 'client.key', '-out', 'client.csr']);
-  run(['x509', '-req', '-in', 'client.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.pem', '-days', '1']);
-  // A second CA that signed nothing here, and a key that is not the client certificate's.
-  run([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=other CA',
-    '-keyout',
-    'other.key',
+  openssl(dir, ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=make-order', '-keyout', 'client.key', '-out', 'client.csr']);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    'client.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
     '-out',
-    'other.pem',
+    'client.pem',
     '-days',
     '1',
   ]);
+  // A second CA that signed nothing here, and a key that is not the client certificate's.
+  selfSigned(dir, 'other CA', 'other.key', 'other.pem');
 }
 
 describe(
