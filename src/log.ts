@@ -56,7 +56,7 @@ export function attachLogs(log: Logger, registry: ServiceRegistry, handler: Prox
   /** ` (observe)` after the message of a service in observe mode: nothing it logs was enforced. */
   const observing = (service: string): string => (registry.get(service)?.config.admission.mode === 'observe' ? ' (observe)' : '');
   registry.on('transition', (t) => {
-    const fields = { service: t.service, from: t.from, to: t.to, reason: t.reason, forced: t.forced };
+    const fields = { service: t.service, from: t.from, to: t.to, reason: t.reason, forced: t.forced, fleet: t.fleet };
     const o = observing(t.service);
     if (t.to === 'open') log.warn(fields, `Circuit open for ${t.service}${o}`);
     else if (t.to === 'half_open') log.info(fields, `Circuit half-open for ${t.service}: trial requests decide${o}`);

@@ -11,6 +11,8 @@ import { Forwarder } from './proxy/forwarder.js';
 import { ProxyHandler } from './proxy/handler.js';
 import { problemBody } from './proxy/problem.js';
 import { MAX_HEADERS } from './proxy/headers.js';
+import { Fleet, fleetChannel } from './fleet/fleet.js';
+import { RedisTransport } from './fleet/redis.js';
 
 /** Request head size limit: larger heads get 431. */
 const MAX_HEADER_BYTES = 16 * 1024;
@@ -45,6 +47,8 @@ export class CircuitProxy {
   readonly admin: Server;
   readonly live: LiveState;
   readonly log: Logger;
+  /** Shared circuit state with other sidecars (docs/fleet.md); undefined without `fleet`. */
+  readonly fleet: Fleet | undefined;
   private config: Config;
   private ready = false;
   private closing: Promise<void> | undefined;
@@ -60,6 +64,9 @@ export class CircuitProxy {
     this.handler = new ProxyHandler(this.registry, this.forwarder);
     this.metrics = new ProxyMetrics(this.registry, this.handler, { defaultMetrics: options.defaultMetrics !== false });
     attachLogs(this.log, this.registry, this.handler, options.accessLog === true);
+    const f = config.fleet;
+    this.fleet = f && new Fleet(f, this.registry, new RedisTransport(f.redis, fleetChannel(f.key), this.log), this.log);
+    if (this.fleet) this.metrics.addFleet(this.fleet);
 
     this.server = createServer(
       {
@@ -106,6 +113,7 @@ export class CircuitProxy {
       log: this.log,
       token: options.adminToken,
       isReady: () => this.ready,
+      fleet: this.fleet,
       ...(options.loadConfig ? { reload: () => this.reloadFromSource() } : {}),
     });
   }
@@ -118,6 +126,8 @@ export class CircuitProxy {
   async listen(): Promise<Addresses> {
     await listenOn(this.server, this.config.listen.port, this.config.listen.host);
     await listenOn(this.admin, this.config.admin.port, this.config.admin.host);
+    // Connects in the background: the proxy serves at once, alone until Redis answers.
+    this.fleet?.start();
     this.ready = true;
     return this.addresses();
   }
@@ -133,6 +143,9 @@ export class CircuitProxy {
     this.handler.clientBodyIdleMs = next.clientTimeouts.bodyIdleMs;
     this.handler.tunnelIdleMs = next.clientTimeouts.tunnelIdleMs;
     this.server.headersTimeout = next.clientTimeouts.headerMs;
+    if (JSON.stringify(prev.fleet) !== JSON.stringify(next.fleet)) {
+      this.log.warn({}, 'fleet settings changed in config: restart to apply them');
+    }
     if (
       prev.listen.host !== next.listen.host ||
       prev.listen.port !== next.listen.port ||
@@ -142,7 +155,8 @@ export class CircuitProxy {
     ) {
       this.log.warn({ listen: next.listen, admin: next.admin }, 'listener addresses changed in config: restart to apply them');
     }
-    this.config = { ...next, listen: prev.listen, admin: prev.admin };
+    // Listeners and the fleet stay as started (a restart applies them).
+    this.config = { ...next, listen: prev.listen, admin: prev.admin, fleet: prev.fleet };
     this.log.info({ ...result }, 'config reloaded');
     return result;
   }
@@ -197,6 +211,7 @@ export class CircuitProxy {
       this.admin.closeAllConnections();
     });
     this.forwarder.destroy();
+    await this.fleet?.close();
     this.registry.shutdown();
   }
 }

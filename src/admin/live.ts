@@ -23,6 +23,8 @@ export interface HistoryEntry {
   readonly to: string;
   readonly reason: string;
   readonly forced: boolean;
+  /** The fleet sidecar whose message made it (docs/fleet.md); absent: this sidecar's own. */
+  readonly fleet?: string;
 }
 
 /** Requests and errors (5xx sent to the client) per second, oldest first. */
@@ -141,7 +143,14 @@ export class LiveState {
   private onTransition(t: TransitionEvent): void {
     let list = this.history.get(t.service);
     if (list === undefined) this.history.set(t.service, (list = []));
-    const entry: HistoryEntry = { at: new Date(t.at).toISOString(), from: t.from, to: t.to, reason: t.reason, forced: t.forced };
+    const entry: HistoryEntry = {
+      at: new Date(t.at).toISOString(),
+      from: t.from,
+      to: t.to,
+      reason: t.reason,
+      forced: t.forced,
+      ...(t.fleet !== undefined ? { fleet: t.fleet } : {}),
+    };
     list.push(entry);
     if (list.length > HISTORY_LENGTH) list.shift();
     this.broadcast('transition', { service: t.service, ...entry, stats: this.stats(t.service) });

@@ -7,6 +7,7 @@ import { sendProblem } from '../proxy/problem.js';
 import { authorize } from './auth.js';
 import { MAX_STREAMS, type LiveState } from './live.js';
 import { STATUS_PAGE } from './status-page.js';
+import type { Fleet } from '../fleet/fleet.js';
 
 export interface AdminDeps {
   readonly registry: ServiceRegistry;
@@ -19,6 +20,8 @@ export interface AdminDeps {
   readonly reload?: () => unknown;
   /** History, per-second series and the event streams (status page). */
   readonly live: LiveState;
+  /** Shared circuit state (docs/fleet.md): force actions with `?fleet=1` go to every sidecar. */
+  readonly fleet?: Fleet | undefined;
 }
 
 const MAX_BODY = 4096;
@@ -35,7 +38,7 @@ export function createAdminServer(deps: AdminDeps): Server {
 }
 
 async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const path = (req.url ?? '/').split('?')[0]!;
+  const [path = '/', query = ''] = (req.url ?? '/').split('?', 2);
   const method = req.method ?? 'GET';
   const get = method === 'GET' || method === 'HEAD';
   if (path === '/healthz') return get ? json(req, res, 200, { status: 'ok' }) : notAllowed(req, res, 'GET, HEAD');
@@ -124,15 +127,36 @@ async function handle(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
     if (!auth.ok) return refuse(req, res, auth.status, auth.detail);
     if (!breaker) return sendProblem(req, res, { status: 404, title: 'Not Found', detail: `unknown service: ${m[1]}` });
     const body = await drain(req);
+    // Force actions are this sidecar's unless asked for the whole fleet (docs/fleet.md).
+    const wholeFleet = new URLSearchParams(query).get('fleet');
+    if (wholeFleet !== null && wholeFleet !== '0' && wholeFleet !== '1')
+      return sendProblem(req, res, { status: 400, title: 'Bad Request', detail: 'fleet must be 0 or 1' });
+    if (wholeFleet === '1' && deps.fleet === undefined)
+      return sendProblem(req, res, { status: 400, title: 'Bad Request', detail: 'fleet=1: this sidecar has no fleet configured' });
     const reason = readReason(body) ?? 'operator request';
     const tag = `${reason} (by ${auth.who})`;
     if (action === 'open') breaker.circuit.forceOpen(tag);
     else breaker.circuit.forceClose(tag);
+    const published =
+      wholeFleet === '1' && deps.fleet !== undefined
+        ? await deps.fleet.force(breaker.name, action === 'open' ? 'open' : 'close', tag)
+        : undefined;
     deps.log.warn(
-      { service: breaker.name, action, who: auth.who, reason },
-      `Operator forced ${breaker.name} ${action === 'open' ? 'open' : 'closed'}`,
+      {
+        service: breaker.name,
+        action,
+        who: auth.who,
+        reason,
+        ...(published !== undefined ? { fleet: published ? 'published' : 'not connected' } : {}),
+      },
+      `Operator forced ${breaker.name} ${action === 'open' ? 'open' : 'closed'}${published === true ? ' for the fleet' : ''}`,
     );
-    return json(req, res, 200, breaker.snapshot());
+    return json(req, res, 200, {
+      ...breaker.snapshot(),
+      ...(published !== undefined
+        ? { fleet: { published, ...(published ? {} : { detail: 'Redis not connected: applied on this sidecar only' }) } }
+        : {}),
+    });
   }
   sendProblem(req, res, {
     status: 404,

@@ -22,6 +22,8 @@ export interface TransitionEvent {
   readonly reason: string;
   readonly at: number;
   readonly forced: boolean;
+  /** The fleet sidecar whose message made this transition (docs/fleet.md); absent: this sidecar's own. */
+  readonly fleet?: string;
 }
 
 export interface FailureEvent {
@@ -57,6 +59,19 @@ export interface CircuitSnapshot {
   window?: WindowSnapshot;
   /** Trials of this half-open period and queued callers, where `halfOpen` allows more than one trial or a queue. */
   halfOpen?: { trials: number; admitted: number; succeeded: number; queued: number };
+  /** The fleet sidecar whose message put the circuit in this state (docs/fleet.md); absent: its own doing. */
+  stateFrom?: string;
+  /** Half-open in a fleet: the sidecar sending the fleet's trial, while it is another one (`?` while asking Redis). */
+  trialBy?: string;
+}
+
+/**
+ * The fleet's say over the half-open trial (docs/fleet.md, src/fleet/fleet.ts). Asked as the
+ * cooldown elapses; `true`: this sidecar may send its trial now; `false`: it holds its trial and
+ * will be told ({@link Circuit.trialGranted}, {@link Circuit.trialHeldBy}). Never awaited.
+ */
+export interface TrialCoordinator {
+  halfOpened(circuit: Circuit, period: number): boolean;
 }
 
 /** Returned by {@link Circuit.admit} when the request must be rejected. */
@@ -95,6 +110,8 @@ export type CircuitState =
       /** Forced by an operator: never probes, until forced closed. */
       readonly forced: boolean;
       readonly openings: number;
+      /** The fleet sidecar whose message opened it; absent: this sidecar's own opening. */
+      readonly from?: string;
     }
   | {
       readonly kind: 'half_open';
@@ -104,6 +121,8 @@ export type CircuitState =
       /** Callers waiting for the verdict (`halfOpen.queue`). */
       readonly waiters: Waiter[];
       readonly openings: number;
+      /** Fleet: the trial is another sidecar's (its id; `?` while asking); admission rejects meanwhile. */
+      heldBy?: string;
     };
 
 /**
@@ -143,6 +162,10 @@ export class Circuit {
   private readonly rules: readonly TripRule[];
   private lastTransitionAt = Date.now();
   private lastTrip: { at: number; reason: string } | null = null;
+  /** The sidecar whose message made the state in force (closed by a fleet close); undefined: ours. */
+  private closedFrom: string | undefined;
+  /** Set by the fleet when it shares the trial (docs/fleet.md); undefined: every trial is local. */
+  coordinator: TrialCoordinator | undefined;
 
   constructor(
     readonly name: string,
@@ -224,7 +247,7 @@ export class Circuit {
     const s = this.inner;
     if (s.kind === 'closed') return this.generation * 2;
     if (s.kind === 'half_open') {
-      if (s.admitted < this.policy.halfOpen.trials) {
+      if (s.admitted < this.policy.halfOpen.trials && s.heldBy === undefined) {
         s.admitted += 1;
         return this.generation * 2 + 1;
       }
@@ -310,22 +333,91 @@ export class Circuit {
     if (this.isCurrent(ticket) && ticket & 1 && s.kind === 'half_open') s.admitted -= 1;
   }
 
-  /** Operator action: open and stay open (no probing) until {@link forceClose}. */
-  forceOpen(reason: string): void {
+  /**
+   * Operator action: open and stay open (no probing) until {@link forceClose}. `from`: the fleet
+   * sidecar where the operator asked it for the whole fleet (docs/fleet.md).
+   */
+  forceOpen(reason: string, from?: string): void {
     const s = this.inner;
+    const why = from === undefined ? `forced open: ${reason}` : `fleet: ${from} forced open: ${reason}`;
     if (s.kind === 'open') {
       // Already open: report the change of kind (now forced) as a transition of its own.
-      this.inner = { ...s, forced: true };
-      this.emitTransition('open', 'open', `forced open: ${reason}`);
+      this.inner = {
+        kind: 'open',
+        since: s.since,
+        sinceTick: s.sinceTick,
+        cooldownMs: s.cooldownMs,
+        forced: true,
+        openings: s.openings,
+        ...(from !== undefined ? { from } : {}),
+      };
+      this.emitTransition('open', 'open', why, from);
       return;
     }
-    this.open(`forced open: ${reason}`, this.policy.cooldownMs, true);
+    this.open(why, this.policy.cooldownMs, true, 0, from);
   }
 
   /** Operator action: close now, clear the failure count and any forced-open state. */
-  forceClose(reason: string): void {
+  forceClose(reason: string, from?: string): void {
     this.consecutive.clear();
-    if (this.inner.kind !== 'closed') this.close(`forced closed: ${reason}`);
+    if (this.inner.kind !== 'closed')
+      this.close(from === undefined ? `forced closed: ${reason}` : `fleet: ${from} forced closed: ${reason}`, from);
+  }
+
+  /**
+   * Another sidecar's opening reached the fleet's quorum, or its trial failed (docs/fleet.md): open
+   * until the same instant (epoch ms), with its reason. A forced-open, already open circuit, or one
+   * whose own trial is deciding, is left alone. Returns whether it opened.
+   */
+  fleetOpen(from: string, reason: string, until: number): boolean {
+    const s = this.inner;
+    if (s.kind === 'open' || (s.kind === 'half_open' && s.heldBy === undefined)) return false;
+    const ms = Math.max(1, until - Date.now());
+    this.open(`fleet: ${from} ${reason}`, ms, false, (s.kind === 'closed' ? 0 : s.openings) + 1, from);
+    return true;
+  }
+
+  /** Another sidecar's trial succeeded: close, unless forced open or already closed. Returns whether it closed. */
+  fleetClose(from: string, reason: string): boolean {
+    const s = this.inner;
+    if (s.kind === 'closed' || (s.kind === 'open' && s.forced)) return false;
+    this.close(`fleet: ${from} ${reason}`, from);
+    return true;
+  }
+
+  /** The generation of the state in force: a fleet answer about an earlier half-open period is ignored. */
+  get period(): number {
+    return this.generation;
+  }
+
+  /** The fleet's trial is this sidecar's (it took the lock, or the fleet is unreachable): admit it. */
+  trialGranted(period: number): void {
+    const s = this.inner;
+    if (period !== this.generation || s.kind !== 'half_open' || s.heldBy === undefined) return;
+    delete s.heldBy;
+  }
+
+  /** The fleet's trial is another sidecar's: keep rejecting until its verdict (or its lock lapses). */
+  trialHeldBy(period: number, sidecar: string): void {
+    const s = this.inner;
+    if (period !== this.generation || s.kind !== 'half_open' || s.heldBy === undefined) return;
+    s.heldBy = sidecar;
+  }
+
+  /** Whether this half-open period's trial waits for another sidecar (or for Redis's answer). */
+  get trialHeld(): boolean {
+    return this.inner.kind === 'half_open' && this.inner.heldBy !== undefined;
+  }
+
+  /** Epoch ms of the opening in force; 0 when not open. */
+  get openedAt(): number {
+    return this.inner.kind === 'open' ? this.inner.since : 0;
+  }
+
+  /** True while an open circuit's opening was this sidecar's own and no operator's (the fleet republishes these). */
+  get openedHere(): boolean {
+    const s = this.inner;
+    return s.kind === 'open' && !s.forced && s.from === undefined;
   }
 
   snapshot(): CircuitSnapshot {
@@ -353,7 +445,15 @@ export class Circuit {
             },
           }
         : {}),
+      ...(this.stateFrom !== undefined ? { stateFrom: this.stateFrom } : {}),
+      ...(s.kind === 'half_open' && s.heldBy !== undefined ? { trialBy: s.heldBy } : {}),
     };
+  }
+
+  /** The fleet sidecar whose message made the state in force; undefined: this sidecar's own doing. */
+  get stateFrom(): string | undefined {
+    const s = this.inner;
+    return s.kind === 'open' ? s.from : s.kind === 'closed' ? this.closedFrom : undefined;
   }
 
   /** Stops opossum's timers and turns away queued callers; the circuit must not be used afterwards. */
@@ -396,14 +496,22 @@ export class Circuit {
     this.open(why, ms, false, openings);
   }
 
-  private open(reason: string, cooldownMs: number, forced: boolean, openings = 0): void {
+  private open(reason: string, cooldownMs: number, forced: boolean, openings = 0, origin?: string): void {
     const from = this.inner.kind;
     const since = Date.now();
     this.releaseWaiters();
-    this.inner = { kind: 'open', since, sinceTick: this.clock(), cooldownMs, forced, openings };
+    this.inner = {
+      kind: 'open',
+      since,
+      sinceTick: this.clock(),
+      cooldownMs,
+      forced,
+      openings,
+      ...(origin !== undefined ? { from: origin } : {}),
+    };
     this.lastTrip = { at: since, reason };
     this.cbOptions.resetTimeout = cooldownMs;
-    this.enter(from, reason);
+    this.enter(from, reason, origin);
     this.cb.open(); // arms opossum's cooldown timer
   }
 
@@ -415,27 +523,33 @@ export class Circuit {
       this.cb.open();
       return;
     }
-    this.inner = { kind: 'half_open', admitted: 0, succeeded: 0, waiters: [], openings: s.openings };
+    const half: CircuitState & { kind: 'half_open' } = { kind: 'half_open', admitted: 0, succeeded: 0, waiters: [], openings: s.openings };
+    // In a fleet sharing the trial, held until the fleet says whose it is; never awaited here.
+    if (this.coordinator !== undefined) half.heldBy = '?';
+    this.inner = half;
     this.enter('open', `cooldown of ${formatDuration(s.cooldownMs)} elapsed`);
+    if (this.coordinator !== undefined && this.inner === half && this.coordinator.halfOpened(this, this.generation))
+      this.trialGranted(this.generation);
   }
 
-  private close(reason: string): void {
+  private close(reason: string, origin?: string): void {
     const from = this.inner.kind;
     const waiting = this.takeWaiters();
     this.inner = { kind: 'closed' };
+    this.closedFrom = origin;
     this.consecutive.clear();
     this.cbOptions.resetTimeout = this.policy.cooldownMs;
-    this.enter(from, reason);
+    this.enter(from, reason, origin);
     this.cb.close();
     // The queue goes on as closed-circuit requests, not from inside the outcome that closed it.
     if (waiting.length) queueMicrotask(() => this.admitAll(waiting));
   }
 
   /** Every transition: a new generation (older tickets go stale), empty windows, the event. */
-  private enter(from: BreakerState, reason: string): void {
+  private enter(from: BreakerState, reason: string, origin?: string): void {
     this.generation += 1;
     this.windows.clear();
-    this.emitTransition(from, this.inner.kind, reason);
+    this.emitTransition(from, this.inner.kind, reason, origin);
   }
 
   private admitAll(waiters: readonly Waiter[]): void {
@@ -460,9 +574,17 @@ export class Circuit {
     });
   }
 
-  private emitTransition(from: BreakerState, to: BreakerState, reason: string): void {
+  private emitTransition(from: BreakerState, to: BreakerState, reason: string, origin?: string): void {
     this.lastTransitionAt = Date.now();
-    this.events.emit('transition', { service: this.name, from, to, reason, at: this.lastTransitionAt, forced: this.forced });
+    this.events.emit('transition', {
+      service: this.name,
+      from,
+      to,
+      reason,
+      at: this.lastTransitionAt,
+      forced: this.forced,
+      ...(origin !== undefined ? { fleet: origin } : {}),
+    });
   }
 }
 

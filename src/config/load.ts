@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
@@ -19,6 +20,7 @@ import {
   type CircuitPolicy,
   type Config,
   type FallbackResponse,
+  type FleetConfig,
   type ListenConfig,
   type ProxyListenConfig,
   type DiscoveryRule,
@@ -220,6 +222,20 @@ function build(tree: unknown, env: NodeJS.ProcessEnv, overrides: ConfigOverrides
     }),
     shutdownGraceMs: data.shutdownGrace ?? BUILTIN.shutdownGraceMs,
     services,
+    ...(data.fleet !== undefined ? { fleet: readFleet(data.fleet) } : {}),
+  });
+}
+
+/** `fleet:` with its defaults: both shared, quorum 1, the host name as the sidecar's id (docs/fleet.md). */
+function readFleet(raw: NonNullable<z.infer<typeof rawConfigSchema>['fleet']>): FleetConfig {
+  const share = raw.share ?? ['open', 'trial'];
+  return Object.freeze({
+    redis: raw.redis,
+    key: raw.key,
+    shareOpen: share.includes('open'),
+    shareTrial: share.includes('trial'),
+    quorum: raw.quorum ?? 1,
+    sidecar: raw.sidecar ?? hostname(),
   });
 }
 

@@ -570,6 +570,44 @@ const clientTimeouts = z
   )
   .meta({ description: 'What a client may take its time over; none of these counts against a breaker.' });
 
+const REDIS_RULE = 'must be a redis: or rediss: URL, e.g. redis://redis:6379/0';
+const FLEET_KEY_RULE = 'must be 1-64 letters, digits, dot, dash or underscore';
+const QUORUM_RULE = 'must be an integer from 1 to 1000';
+const fleet = z
+  .strictObject(
+    {
+      redis: z
+        .string(rule(REDIS_RULE))
+        .regex(/^rediss?:\/\/[^\s]+$/i, rule(REDIS_RULE))
+        .refine((value) => URL.canParse(value), rule(REDIS_RULE))
+        .meta({ description: 'The Redis (or Valkey >= 6) the fleet shares state through; ${REDIS_URL} works. Never on a request path.' }),
+      key: z
+        .string(rule(FLEET_KEY_RULE))
+        .regex(/^[A-Za-z0-9._-]{1,64}$/, rule(FLEET_KEY_RULE))
+        .meta({ description: "The fleet's name: sidecars with the same key share circuit state." }),
+      share: z
+        .array(z.enum(['open', 'trial'], rule('must be open or trial')), rule('must be a list of open, trial'))
+        .meta({
+          description: 'What is shared: openings (and closes) of circuits, and the one half-open trial.',
+          default: ['open', 'trial'],
+        })
+        .optional(),
+      quorum: z
+        .int(rule(QUORUM_RULE))
+        .min(1, rule(QUORUM_RULE))
+        .max(1000, rule(QUORUM_RULE))
+        .meta({ description: 'Distinct sidecars that must open a service within one cooldown before the whole fleet does.', default: 1 })
+        .optional(),
+      sidecar: z
+        .string(rule('must be a string'))
+        .regex(/^[^\s]{1,128}$/, rule('must be 1-128 characters without spaces'))
+        .meta({ description: "This sidecar's id in the fleet; default the host name (a pod's name)." })
+        .optional(),
+    },
+    MAPPING,
+  )
+  .meta({ description: 'Share circuit state with other sidecars through Redis (docs/fleet.md); off unless set.' });
+
 const service = z
   .strictObject(
     {
@@ -597,6 +635,7 @@ export const rawConfigSchema = z
       admin: admin.optional(),
       clientTimeouts: clientTimeouts.optional(),
       shutdownGrace: duration('On SIGTERM/SIGINT, in-flight requests get this long to finish.', '10s').optional(),
+      fleet: fleet.optional(),
       defaults: z.strictObject(tuning, MAPPING).meta({ description: 'Apply to every service unless it sets its own.' }).optional(),
       services: z
         .record(serviceName, service, rule('must be a mapping of service name to settings'))

@@ -181,6 +181,37 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** Services by name, in file order. */
   readonly services: ReadonlyMap<string, ServiceConfig>;
+  /** Shared circuit state through Redis (docs/fleet.md); undefined: off. */
+  readonly fleet?: FleetConfig;
+}
+
+/** `fleet:` (docs/fleet.md): which sidecars share what, through which Redis. */
+export interface FleetConfig {
+  /** The Redis URL as configured (may carry a password: never logged as is, see {@link redactUrl}). */
+  readonly redis: string;
+  /** The fleet's name: its channel and lock keys. */
+  readonly key: string;
+  /** Openings (and the closes after a trial) are shared. */
+  readonly shareOpen: boolean;
+  /** The half-open trial is taken by one sidecar of the fleet at a time. */
+  readonly shareTrial: boolean;
+  /** Distinct sidecars that must open a service within one cooldown before the fleet does. */
+  readonly quorum: number;
+  /** This sidecar's id; default the host name. */
+  readonly sidecar: string;
+}
+
+/** A URL with its password (and user) replaced, for logs and `validate`. */
+export function redactUrl(value: string): string {
+  try {
+    const u = new URL(value);
+    if (u.password === '' && u.username === '') return value;
+    u.username = u.username ? '***' : '';
+    u.password = u.password ? '***' : '';
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
 }
 
 /** Built-in defaults (docs/configuration.md). */

@@ -1,4 +1,6 @@
-import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Fleet } from '../fleet/fleet.js';
+import { MESSAGE_KINDS } from '../fleet/message.js';
 import { STATE_VALUE, type BreakerState, type Circuit, type WindowSnapshot } from '../circuit/circuit.js';
 import { FAILURE_REASONS } from '../outcome.js';
 import type { Completed } from '../proxy/call.js';
@@ -395,6 +397,41 @@ export class ProxyMetrics {
   /** Prometheus text exposition. */
   metrics(): Promise<string> {
     return this.registry.metrics();
+  }
+
+  /** The fleet's series (docs/fleet.md), read from its counts when scraped; only with `fleet` configured. */
+  addFleet(fleet: Fleet): void {
+    new Gauge({
+      name: 'circuit_fleet_connected',
+      help: "Whether this sidecar reaches the fleet's Redis (1) or works alone (0).",
+      registers: [this.registry],
+      collect() {
+        this.set(fleet.connected ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'circuit_fleet_messages_total',
+      help: 'Fleet messages by kind (open, close, force) and direction (in: acted on from other sidecars, out: published).',
+      labelNames: ['kind', 'direction'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const kind of MESSAGE_KINDS) {
+          const n = fleet.counts.messages[kind];
+          this.inc({ kind, direction: 'in' }, n.in);
+          this.inc({ kind, direction: 'out' }, n.out);
+        }
+      },
+    });
+    new Counter({
+      name: 'circuit_fleet_ignored_total',
+      help: 'Fleet messages ignored: malformed, of an unknown version or service, from the future, or stale.',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(fleet.counts.ignored);
+      },
+    });
   }
 
   get contentType(): string {

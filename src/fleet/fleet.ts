@@ -1,0 +1,318 @@
+/**
+ * A fleet of sidecars sharing circuit state (docs/fleet.md). This listens to the circuits'
+ * transitions and publishes the openings and closes; it feeds other sidecars' messages into the
+ * circuits; and it decides, with a lock, which sidecar sends the fleet's one half-open trial.
+ *
+ * Nothing here is on a request's path: admission reads the circuit only, and the circuit never
+ * waits for this (a trial held for the fleet is rejected like an open circuit's request, and let go
+ * when Redis does not answer within {@link CLAIM_WAIT_MS}). Without a connection each sidecar is
+ * exactly what it is without `fleet`.
+ */
+import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import type { Circuit, TransitionEvent, TrialCoordinator } from '../circuit/circuit.js';
+import type { FleetConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import type { ServiceRegistry } from '../upstream/registry.js';
+import type { Service } from '../upstream/service.js';
+import {
+  formatMessage,
+  MESSAGE_KINDS,
+  MESSAGE_VERSION,
+  parseMessage,
+  type FleetMessage,
+  type IgnoredWhy,
+  type MessageKind,
+} from './message.js';
+
+/** A claim of the trial lock not answered within this long: the sidecar sends its own trial. */
+export const CLAIM_WAIT_MS = 1000;
+
+export type ClaimResult = { readonly taken: true } | { readonly taken: false; readonly holder: string; readonly ttlMs: number };
+
+export interface TransportEvents {
+  /** A message on the fleet's channel (ours included: Redis echoes them). */
+  message: [string];
+  /** Whether Redis is reachable and answering (both connections). */
+  connected: [boolean];
+}
+
+/** What the fleet needs from Redis (src/fleet/redis.ts); a test can give it another. */
+export interface FleetTransport extends EventEmitter<TransportEvents> {
+  readonly connected: boolean;
+  /** Publishes on the fleet's channel; never queued while disconnected. Resolves whether it went. */
+  publish(text: string): Promise<boolean>;
+  /** Takes the lock `key` for `ttlMs` if free (SET NX PX), else says who holds it and for how long more. */
+  claim(key: string, value: string, ttlMs: number): Promise<ClaimResult>;
+  /** Frees the lock if it still holds `value`. */
+  release(key: string, value: string): void;
+  start(): void;
+  close(): Promise<void>;
+}
+
+export interface FleetCounts {
+  /** By kind, then direction. */
+  readonly messages: Record<MessageKind, { in: number; out: number }>;
+  ignored: number;
+}
+
+export class Fleet implements TrialCoordinator {
+  /** This process, random per start: a sidecar never acts on the messages it sent itself. */
+  readonly instance = randomBytes(6).toString('hex');
+  readonly counts: FleetCounts = {
+    messages: Object.fromEntries(MESSAGE_KINDS.map((k) => [k, { in: 0, out: 0 }])) as FleetCounts['messages'],
+    ignored: 0,
+  };
+  /** Per service, the sidecars (by id) whose openings are known, with the opening's time. */
+  private readonly openings = new Map<string, Map<string, number>>();
+  /** Per service, the trial lock's value while this sidecar holds it. */
+  private readonly locks = new Map<string, string>();
+  /** Per service, the timer that asks again when another sidecar's lock lapses. */
+  private readonly reclaims = new Map<string, NodeJS.Timeout>();
+  private lastConnected: boolean | undefined;
+  private closed = false;
+  private readonly channel: string;
+
+  constructor(
+    readonly config: FleetConfig,
+    private readonly registry: ServiceRegistry,
+    private readonly transport: FleetTransport,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.channel = fleetChannel(config.key);
+  }
+
+  get connected(): boolean {
+    return this.transport.connected;
+  }
+
+  start(): void {
+    for (const s of this.registry.all()) this.attach(s);
+    this.registry.on('added', (s) => this.attach(s));
+    this.registry.on('removed', (name) => this.forget(name));
+    this.registry.on('transition', (t) => this.onTransition(t));
+    this.transport.on('message', (text) => this.onMessage(text));
+    this.transport.on('connected', (up) => this.onConnected(up));
+    this.transport.start();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.reclaims.values()) clearTimeout(t);
+    this.reclaims.clear();
+    for (const [service, value] of this.locks) this.transport.release(lockKey(this.config.key, service), value);
+    this.locks.clear();
+    await this.transport.close();
+  }
+
+  /** An operator's force action for the whole fleet (`?fleet=1`). Resolves whether it was published. */
+  force(service: string, action: 'open' | 'close', reason: string): Promise<boolean> {
+    return this.send({ ...this.common(service, reason), kind: 'force', action });
+  }
+
+  /** {@link TrialCoordinator}: the cooldown elapsed; whose is the trial? Answers at once, asks Redis after. */
+  halfOpened(circuit: Circuit, period: number): boolean {
+    if (!this.config.shareTrial || !this.transport.connected || this.closed) return true;
+    this.claim(circuit, period);
+    return false;
+  }
+
+  private attach(s: Service): void {
+    s.circuit.coordinator = this.config.shareTrial ? this : undefined;
+  }
+
+  private forget(service: string): void {
+    this.openings.delete(service);
+    this.stopReclaim(service);
+    this.releaseLock(service);
+  }
+
+  private common(service: string, reason: string) {
+    return { v: MESSAGE_VERSION, sidecar: this.config.sidecar, instance: this.instance, service, at: this.now(), reason } as const;
+  }
+
+  private async send(m: FleetMessage): Promise<boolean> {
+    const sent = await this.transport.publish(formatMessage(m)).catch(() => false);
+    if (sent) this.counts.messages[m.kind].out += 1;
+    return sent;
+  }
+
+  /** A circuit's own transition: published where shared; a transition the fleet caused never is. */
+  private onTransition(t: TransitionEvent): void {
+    const circuit = this.registry.get(t.service)?.circuit;
+    if (t.to !== 'half_open') this.stopReclaim(t.service);
+    if (t.to === 'closed') this.openings.delete(t.service);
+    if (t.from === 'half_open') this.releaseLock(t.service);
+    if (t.fleet !== undefined || t.forced || circuit === undefined) return;
+    const verdict = t.from === 'half_open';
+    if (t.to === 'open' && (this.config.shareOpen || (verdict && this.config.shareTrial))) {
+      if (this.config.shareOpen) this.record(t.service, this.config.sidecar, t.at);
+      void this.send({ ...this.common(t.service, t.reason), at: t.at, kind: 'open', until: circuit.nextProbeAt, trial: verdict });
+    } else if (t.to === 'closed' && verdict && !t.reason.startsWith('forced')) {
+      void this.send({ ...this.common(t.service, t.reason), at: t.at, kind: 'close' });
+    }
+  }
+
+  private onMessage(text: string): void {
+    const parsed = parseMessage(text, this.now());
+    if (!parsed.ok) return this.ignore(parsed.why, text);
+    const m = parsed.message;
+    if (m.instance === this.instance) return;
+    const circuit = this.registry.get(m.service)?.circuit;
+    if (circuit === undefined) return this.ignore('unknown-service', text);
+    this.counts.messages[m.kind].in += 1;
+    switch (m.kind) {
+      case 'open': {
+        // A failed fleet trial is the verdict a held sidecar waits for, whatever the quorum.
+        if (m.trial && circuit.trialHeld) {
+          circuit.fleetOpen(m.sidecar, m.reason, m.until);
+          return;
+        }
+        if (!this.config.shareOpen) return;
+        this.record(m.service, m.sidecar, m.at);
+        if (this.count(m.service, circuit.policy.cooldownMs) >= this.config.quorum) circuit.fleetOpen(m.sidecar, m.reason, m.until);
+        return;
+      }
+      case 'close':
+        if (!this.config.shareOpen && !circuit.trialHeld) return;
+        this.openings.delete(m.service);
+        circuit.fleetClose(m.sidecar, m.reason);
+        return;
+      case 'force':
+        if (m.action === 'open') circuit.forceOpen(m.reason, m.sidecar);
+        else circuit.forceClose(m.reason, m.sidecar);
+        return;
+    }
+  }
+
+  private ignore(why: IgnoredWhy, text: string): void {
+    this.counts.ignored += 1;
+    this.log.debug({ why, message: text.slice(0, 200) }, 'fleet message ignored');
+  }
+
+  private record(service: string, sidecar: string, at: number): void {
+    let by = this.openings.get(service);
+    if (by === undefined) this.openings.set(service, (by = new Map<string, number>()));
+    by.set(sidecar, Math.max(at, by.get(sidecar) ?? 0));
+  }
+
+  /** Distinct sidecars that opened `service` within the last cooldown (docs/fleet.md, "Quorum"). */
+  private count(service: string, cooldownMs: number): number {
+    const by = this.openings.get(service);
+    if (by === undefined) return 0;
+    const since = this.now() - cooldownMs;
+    for (const [id, at] of by) if (at < since) by.delete(id);
+    return by.size;
+  }
+
+  /** Asks Redis for the trial lock of this half-open period; the circuit is told the answer, or to go alone. */
+  private claim(circuit: Circuit, period: number): void {
+    const service = circuit.name;
+    const key = lockKey(this.config.key, service);
+    const value = `${this.config.sidecar} ${this.instance} ${period}`;
+    const ttlMs = this.lockTtl(service);
+    let answered = false;
+    const giveUp = setTimeout(() => {
+      answered = true;
+      this.log.warn({ service }, `fleet: Redis did not answer the trial lock within ${CLAIM_WAIT_MS} ms: this sidecar sends its own trial`);
+      circuit.trialGranted(period);
+    }, CLAIM_WAIT_MS);
+    this.transport.claim(key, value, ttlMs).then(
+      (r) => {
+        clearTimeout(giveUp);
+        const current = !answered && !this.closed && this.isHeld(circuit, period);
+        if (r.taken) {
+          if (current) {
+            this.locks.set(service, value);
+            circuit.trialGranted(period);
+          } else this.transport.release(key, value);
+          return;
+        }
+        if (!current) return;
+        circuit.trialHeldBy(period, r.holder.split(' ')[0] || '?');
+        this.scheduleReclaim(circuit, period, r.ttlMs);
+      },
+      () => {
+        clearTimeout(giveUp);
+        if (!answered) circuit.trialGranted(period);
+      },
+    );
+  }
+
+  /** Another sidecar holds the trial: if its verdict has not come when its lock lapses, ask again. */
+  private scheduleReclaim(circuit: Circuit, period: number, ttlMs: number): void {
+    this.stopReclaim(circuit.name);
+    const timer = setTimeout(
+      () => {
+        this.reclaims.delete(circuit.name);
+        if (!this.isHeld(circuit, period)) return;
+        if (this.transport.connected) this.claim(circuit, period);
+        else circuit.trialGranted(period);
+      },
+      Math.max(ttlMs, 10) + 10,
+    );
+    this.reclaims.set(circuit.name, timer);
+  }
+
+  private isHeld(circuit: Circuit, period: number): boolean {
+    return this.registry.get(circuit.name)?.circuit === circuit && circuit.period === period && circuit.trialHeld;
+  }
+
+  private stopReclaim(service: string): void {
+    const t = this.reclaims.get(service);
+    if (t !== undefined) clearTimeout(t);
+    this.reclaims.delete(service);
+  }
+
+  private releaseLock(service: string): void {
+    const value = this.locks.get(service);
+    if (value === undefined) return;
+    this.locks.delete(service);
+    this.transport.release(lockKey(this.config.key, service), value);
+  }
+
+  /** The service's timeout (its longest route's, if longer) plus 1 s: a trial cannot outlive it. */
+  private lockTtl(service: string): number {
+    const s = this.registry.get(service);
+    if (s === undefined) return 1000;
+    let ms = s.config.call.timeoutMs;
+    for (const r of s.config.routes) ms = Math.max(ms, r.call.timeoutMs);
+    return ms + 1000;
+  }
+
+  private onConnected(up: boolean): void {
+    if (up === this.lastConnected || this.closed) return;
+    const first = this.lastConnected === undefined;
+    this.lastConnected = up;
+    if (!up) {
+      this.log.warn(
+        { fleet: this.config.key },
+        `fleet: Redis ${first ? 'not reachable' : 'lost'}: this sidecar works alone until it answers again`,
+      );
+      // Held trials go ahead here: nobody can tell us whose they are.
+      for (const s of this.registry.all()) if (s.circuit.trialHeld) s.circuit.trialGranted(s.circuit.period);
+      for (const name of [...this.reclaims.keys()]) this.stopReclaim(name);
+      return;
+    }
+    this.log.info({ fleet: this.config.key, sidecar: this.config.sidecar, channel: this.channel }, 'fleet: connected to Redis');
+    // What the fleet missed while we were apart: our own openings still in force.
+    if (!this.config.shareOpen) return;
+    for (const s of this.registry.all()) {
+      const c = s.circuit;
+      if (!c.openedHere || c.openedAt === 0) continue;
+      const reason = c.snapshot().lastTrip?.reason ?? 'opened';
+      void this.send({ ...this.common(s.name, reason), at: c.openedAt, kind: 'open', until: c.nextProbeAt, trial: false });
+    }
+  }
+}
+
+/** The fleet's pub/sub channel. */
+export function fleetChannel(key: string): string {
+  return `circuit-proxy:${key}:events`;
+}
+
+/** The lock key of a service's half-open trial. */
+export function lockKey(key: string, service: string): string {
+  return `circuit-proxy:${key}:trial:${service}`;
+}

@@ -1,0 +1,160 @@
+/**
+ * The fleet's Redis (docs/fleet.md): one connection for commands (PUBLISH, the trial lock, a
+ * health PING) and one subscribed to the fleet's channel, both through node-redis
+ * (`@redis/client`, the client Redis maintains). Every command has a deadline and nothing is
+ * queued while disconnected, so a Redis that is down, slow or silent costs a request nothing:
+ * the fleet is told `connected: false` and each sidecar works alone until Redis answers again.
+ */
+import { EventEmitter } from 'node:events';
+import { createClient, type RedisClientType } from '@redis/client';
+import type { Logger } from '../log.js';
+import { redactUrl } from '../config/types.js';
+import type { ClaimResult, FleetTransport, TransportEvents } from './fleet.js';
+
+/** A command not answered within this long counts as Redis not answering. */
+const COMMAND_DEADLINE_MS = 1000;
+/** How often the command connection is PINGed: a Redis that accepts but never answers is found out. */
+const HEALTH_EVERY_MS = 2000;
+/** Not connected this long after start: reported not reachable even without an error. */
+const HANDSHAKE_WAIT_MS = 5000;
+/** Reconnect backoff: 100 ms doubling to 5 s, with jitter, for as long as it takes. */
+const RECONNECT_MAX_MS = 5000;
+
+/** Frees the lock only if it still holds our value (another sidecar's lock is never deleted). */
+const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+export function reconnectDelay(retries: number, random: () => number = Math.random): number {
+  const base = Math.min(RECONNECT_MAX_MS, 100 * 2 ** Math.min(retries, 6));
+  return Math.round(base / 2 + (random() * base) / 2);
+}
+
+export class RedisTransport extends EventEmitter<TransportEvents> implements FleetTransport {
+  private readonly pub: RedisClientType;
+  private readonly sub: RedisClientType;
+  /** The last PING (or command) answered in time. */
+  private answering = true;
+  private health: NodeJS.Timeout | undefined;
+  private reported: boolean | undefined;
+  /** Before the first connection, only an error makes it "not reachable" (connecting is not failing). */
+  private failedOnce = false;
+  private closing = false;
+  private readonly options = { timeout: COMMAND_DEADLINE_MS, rejectInFlight: true } as const;
+
+  constructor(
+    url: string,
+    private readonly channel: string,
+    private readonly log: Logger,
+  ) {
+    super();
+    const options = {
+      url,
+      disableOfflineQueue: true,
+      socket: { connectTimeout: COMMAND_DEADLINE_MS, reconnectStrategy: (retries: number) => reconnectDelay(retries) },
+    };
+    this.pub = createClient(options);
+    this.sub = createClient(options);
+    for (const c of [this.pub, this.sub]) {
+      // node-redis emits an error for every failed (re)connect: the fleet logs the loss once.
+      c.on('error', (err: Error) => {
+        this.log.debug({ err: err.message, redis: redactUrl(url) }, 'fleet: redis error');
+        this.failedOnce = true;
+        this.update();
+      });
+      c.on('ready', () => this.update());
+      c.on('end', () => this.update());
+      c.on('reconnecting', () => this.update());
+    }
+  }
+
+  get connected(): boolean {
+    return !this.closing && this.answering && this.pub.isReady && this.sub.isReady;
+  }
+
+  start(): void {
+    // Neither connect is awaited by anyone: the proxy serves from the start, fleet or not.
+    this.pub.connect().catch(() => this.update());
+    this.sub
+      .connect()
+      .then(() => this.sub.subscribe(this.channel, (text) => this.emit('message', text)))
+      .catch(() => this.update());
+    this.health = setInterval(() => void this.ping(), HEALTH_EVERY_MS);
+    this.health.unref();
+    // A Redis that accepts and never finishes the handshake raises no error: not reachable, said once.
+    setTimeout(() => {
+      this.failedOnce = true;
+      this.update();
+    }, HANDSHAKE_WAIT_MS).unref();
+  }
+
+  async publish(text: string): Promise<boolean> {
+    if (!this.connected) return false;
+    try {
+      await this.pub.sendCommand(['PUBLISH', this.channel, text], this.options);
+      return true;
+    } catch {
+      this.silent();
+      return false;
+    }
+  }
+
+  async claim(key: string, value: string, ttlMs: number): Promise<ClaimResult> {
+    if (!this.connected) throw new Error('fleet: not connected');
+    try {
+      const set = await this.pub.sendCommand<string | null>(['SET', key, value, 'NX', 'PX', String(ttlMs)], this.options);
+      if (set === 'OK') return { taken: true };
+      const [holder, ttl] = await Promise.all([
+        this.pub.sendCommand<string | null>(['GET', key], this.options),
+        this.pub.sendCommand<number>(['PTTL', key], this.options),
+      ]);
+      return { taken: false, holder: holder ?? '?', ttlMs: ttl > 0 ? ttl : 0 };
+    } catch (err) {
+      this.silent();
+      throw err;
+    }
+  }
+
+  release(key: string, value: string): void {
+    if (!this.connected) return; // it lapses by its TTL
+    this.pub.sendCommand(['EVAL', RELEASE_SCRIPT, '1', key, value], this.options).catch(() => this.silent());
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.health);
+    // A client still reconnecting is destroyed: closing would wait for a Redis that is not there.
+    await Promise.all(
+      [this.pub, this.sub].map((c) => {
+        if (c.isReady) return c.close().catch(() => c.destroy());
+        if (c.isOpen) c.destroy();
+        return Promise.resolve();
+      }),
+    );
+  }
+
+  private async ping(): Promise<void> {
+    if (this.closing || !this.pub.isReady) return;
+    try {
+      await this.pub.sendCommand(['PING'], this.options);
+      this.answering = true;
+    } catch {
+      this.answering = false;
+      this.failedOnce = true;
+    }
+    this.update();
+  }
+
+  /** A command missed its deadline: not connected until a PING is answered again. */
+  private silent(): void {
+    this.answering = false;
+    this.failedOnce = true;
+    this.update();
+  }
+
+  private update(): void {
+    const up = this.connected;
+    if (up === this.reported || this.closing) return;
+    if (!up && this.reported === undefined && !this.failedOnce) return;
+    this.reported = up;
+    this.emit('connected', up);
+  }
+}
