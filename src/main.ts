@@ -1,6 +1,6 @@
 import { formatDuration } from './config/duration.js';
 import { loadConfig, type ConfigOverrides } from './config/load.js';
-import type { CallPolicy, Config, RouteConfig, ServiceConfig } from './config/types.js';
+import { redactUrl, type CallPolicy, type Config, type RouteConfig, type ServiceConfig } from './config/types.js';
 import { percent } from './policy/rules.js';
 import { ConfigError, ExitCode } from './errors.js';
 import { createLogger } from './log.js';
@@ -141,6 +141,13 @@ export function validate(file: string, overrides: ConfigOverrides): number {
   process.stdout.write(
     `${file}: ok\nlisten ${config.listen.host}:${config.listen.port}, admin ${config.admin.host}:${config.admin.port}\n\n`,
   );
+  const f = config.fleet;
+  if (f !== undefined) {
+    const shared = [f.shareOpen ? 'open' : '', f.shareTrial ? 'trial' : ''].filter(Boolean).join(', ') || 'nothing';
+    process.stdout.write(
+      `fleet ${f.key} through ${redactUrl(f.redis)}: sidecar ${f.sidecar}, shares ${shared}, quorum ${f.quorum} (docs/fleet.md)\n\n`,
+    );
+  }
   process.stdout.write(table(['SERVICE', 'URL', 'THRESHOLD', 'COOLDOWN', 'TIMEOUT', 'FAILURE STATUSES', 'POLICIES'], rows));
   for (const s of config.services.values()) {
     const u = s.upstream;

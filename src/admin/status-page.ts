@@ -31,6 +31,7 @@ export const STATUS_PAGE = String.raw`<!doctype html>
   .top { display: flex; align-items: center; gap: 10px; }
   .name { font-size: 17px; font-weight: 700; margin: 0; overflow-wrap: anywhere; }
   .state { margin-left: auto; padding: 3px 10px; border-radius: 6px; font-weight: 700; font-size: 12px; letter-spacing: .6px; white-space: nowrap; background: var(--closed-bg); color: var(--closed); }
+  .via { font-size: 12px; color: var(--muted, #888); margin: 2px 0 4px; }
   .card.open .state { background: var(--open-bg); color: var(--open); }
   .card.half_open .state { background: var(--half-bg); color: var(--half); }
   .url { color: var(--muted); font-size: 12px; overflow-wrap: anywhere; margin-top: -6px; }
@@ -160,6 +161,12 @@ export const STATUS_PAGE = String.raw`<!doctype html>
     var label = LABEL[s.state] + (s.forced ? " · FORCED" : "") + (s.mode === "observe" ? " · OBSERVE" : "");
     top.appendChild(el("span", "state", label));
     c.appendChild(top);
+    if (s.stateFrom) {
+      // The state came from another sidecar of the fleet (docs/fleet.md).
+      var via = el("div", "via", "via fleet sidecar " + s.stateFrom);
+      via.setAttribute("data-fleet-from", s.stateFrom);
+      c.appendChild(via);
+    }
     c.appendChild(el("div", "url", s.url));
     var facts = el("div", "facts");
     facts.appendChild(fact("failures", s.consecutiveFailures + " / " + s.threshold));
@@ -217,7 +224,9 @@ export const STATUS_PAGE = String.raw`<!doctype html>
       p.textContent = s.forced ? "forced open: no probing until closed" : "";
       c.appendChild(p);
     } else if (s.state === "half_open") {
-      c.appendChild(el("div", "probe", "trial requests in flight decide"));
+      var trial = el("div", "probe", s.trialBy === undefined ? "trial requests in flight decide" : s.trialBy === "?" ? "asking the fleet whose trial it is" : "the fleet's trial is sent by " + s.trialBy);
+      if (s.trialBy) trial.setAttribute("data-trial-by", s.trialBy);
+      c.appendChild(trial);
     }
     if (s.lastTrip) {
       var t = el("div", "trip");
@@ -235,6 +244,7 @@ export const STATUS_PAGE = String.raw`<!doctype html>
         var h = hist[i], li = el("li");
         li.appendChild(el("b", "", h.from + " → " + h.to));
         li.appendChild(document.createTextNode(" " + ago(h.at) + ": " + h.reason));
+        if (h.fleet) li.setAttribute("data-fleet", h.fleet);
         ol.appendChild(li);
       }
       d.appendChild(ol);
@@ -322,7 +332,7 @@ export const STATUS_PAGE = String.raw`<!doctype html>
     if (!t.stats) return;
     var old = services[t.service] || {};
     var hist = (old.history || []).slice();
-    hist.unshift({ at: t.at, from: t.from, to: t.to, reason: t.reason, forced: t.forced });
+    hist.unshift({ at: t.at, from: t.from, to: t.to, reason: t.reason, forced: t.forced, fleet: t.fleet });
     t.stats.history = hist.slice(0, 10);
     update(t.stats, true);
     render();

@@ -1,6 +1,6 @@
 import { type EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
-import { formatDuration } from '../config/duration.js';
+import { formatDuration, MAX_DURATION_MS } from '../config/duration.js';
 import type { CircuitPolicy } from '../config/types.js';
 import type { FailureReason, UpstreamOutcome } from '../outcome.js';
 import { cooldownStep, drawCooldown, type Random } from '../policy/backoff.js';
@@ -372,7 +372,7 @@ export class Circuit {
   fleetOpen(from: string, reason: string, until: number): boolean {
     const s = this.inner;
     if (s.kind === 'open' || (s.kind === 'half_open' && s.heldBy === undefined)) return false;
-    const ms = Math.max(1, until - Date.now());
+    const ms = Math.min(MAX_DURATION_MS, Math.max(1, until - Date.now()));
     this.open(`fleet: ${from} ${reason}`, ms, false, (s.kind === 'closed' ? 0 : s.openings) + 1, from);
     return true;
   }

@@ -69,6 +69,8 @@ export class Fleet implements TrialCoordinator {
   private readonly locks = new Map<string, string>();
   /** Per service, the timer that asks again when another sidecar's lock lapses. */
   private readonly reclaims = new Map<string, NodeJS.Timeout>();
+  /** Claims waiting for Redis's answer, by their give-up timer. */
+  private readonly waiting = new Set<NodeJS.Timeout>();
   private lastConnected: boolean | undefined;
   private closed = false;
   private readonly channel: string;
@@ -79,6 +81,7 @@ export class Fleet implements TrialCoordinator {
     private readonly transport: FleetTransport,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    private readonly claimWaitMs = CLAIM_WAIT_MS,
   ) {
     this.channel = fleetChannel(config.key);
   }
@@ -99,8 +102,9 @@ export class Fleet implements TrialCoordinator {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.reclaims.values()) clearTimeout(t);
+    for (const t of [...this.reclaims.values(), ...this.waiting]) clearTimeout(t);
     this.reclaims.clear();
+    this.waiting.clear();
     for (const [service, value] of this.locks) this.transport.release(lockKey(this.config.key, service), value);
     this.locks.clear();
     await this.transport.close();
@@ -214,13 +218,22 @@ export class Fleet implements TrialCoordinator {
     const ttlMs = this.lockTtl(service);
     let answered = false;
     const giveUp = setTimeout(() => {
+      this.waiting.delete(giveUp);
       answered = true;
-      this.log.warn({ service }, `fleet: Redis did not answer the trial lock within ${CLAIM_WAIT_MS} ms: this sidecar sends its own trial`);
+      this.log.warn(
+        { service },
+        `fleet: Redis did not answer the trial lock within ${this.claimWaitMs} ms: this sidecar sends its own trial`,
+      );
       circuit.trialGranted(period);
-    }, CLAIM_WAIT_MS);
+    }, this.claimWaitMs);
+    this.waiting.add(giveUp);
+    const settled = (): void => {
+      clearTimeout(giveUp);
+      this.waiting.delete(giveUp);
+    };
     this.transport.claim(key, value, ttlMs).then(
       (r) => {
-        clearTimeout(giveUp);
+        settled();
         const current = !answered && !this.closed && this.isHeld(circuit, period);
         if (r.taken) {
           if (current) {
@@ -234,7 +247,7 @@ export class Fleet implements TrialCoordinator {
         this.scheduleReclaim(circuit, period, r.ttlMs);
       },
       () => {
-        clearTimeout(giveUp);
+        settled();
         if (!answered) circuit.trialGranted(period);
       },
     );

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { spawn } from 'node:child_process';
@@ -77,6 +78,20 @@ describe('CLI (docs/operations.md), the real bin', () => {
     assert.match(r.stdout, /^product .*slowCalls >2s 80% of >=20 in 30s; halfOpen 1 trial, queue 5 \(1s\)$/m);
     assert.match(r.stdout, /^cart .* -$/m);
     assert.match(r.stdout, /^note: product: slowCalls\.duration \(2s\) >= timeout \(2s\): .*never fires$/m);
+  });
+
+  test('validate: the fleet line, its Redis password hidden, the host name as the sidecar id by default', async () => {
+    const cfg = file(
+      'fleet.yaml',
+      'fleet:\n  redis: redis://:s3cret@redis:6379/0\n  key: make-order\n  quorum: 2\n  share: [trial]\nservices:\n  product:\n    url: http://p:8000\n',
+    );
+    const r = await runCli(['validate', '--config', cfg]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      new RegExp(`^fleet make-order through redis://:\\*\\*\\*@redis:6379/0: sidecar ${hostname()}, shares trial, quorum 2`, 'm'),
+    );
+    assert.doesNotMatch(r.stdout, /s3cret/);
   });
 
   test('validate: the sample config is valid; a bad one exits 2 naming the key path, no stack trace', async () => {

@@ -103,6 +103,18 @@ describe(
       assert.match(trip ?? '', /2 consecutive failures: status 503/);
     });
 
+    test('a state that came from the fleet says from which sidecar, live (docs/fleet.md)', async () => {
+      // What a fleet message does to the circuit (test/e2e/fleet.test.ts sends real ones through Redis).
+      p.proxy.registry.get('notification')!.circuit.fleetOpen('make-order-b', '3 consecutive failures: status 503', Date.now() + 60_000);
+      await page.waitForSelector('[data-service="notification"][data-state="open"] [data-fleet-from="make-order-b"]', { timeout: 1000 });
+      assert.equal(await page.textContent('[data-service="notification"] .via'), 'via fleet sidecar make-order-b');
+      assert.match((await page.textContent('[data-service="notification"] .trip')) ?? '', /fleet: make-order-b 3 consecutive failures/);
+      await page.waitForSelector('[data-service="notification"] .history li[data-fleet="make-order-b"]');
+      p.proxy.registry.get('notification')!.circuit.forceClose('test reset');
+      await page.waitForSelector('[data-service="notification"][data-state="closed"]', { timeout: 1000 });
+      assert.equal(await page.$('[data-service="notification"] .via'), null, 'its own state again');
+    });
+
     test('endpoints under their service: an ejected one in red with its countdown and reason, live', async () => {
       await page.waitForSelector(`[data-service="catalog"] [data-endpoint="127.0.0.1:${bad.port}"][data-endpoint-state="active"]`);
       for (let i = 0; i < 2; i++) await request(p.port, '/svc/catalog/x');

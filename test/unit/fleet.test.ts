@@ -1,0 +1,277 @@
+/**
+ * The fleet's decisions (docs/fleet.md) without Redis: messages checked from a table, and the
+ * Fleet driven through a transport held in memory, with an injected clock for the quorum's window.
+ * test/e2e/fleet.test.ts runs the same through a real redis-server.
+ */
+import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
+import { describe, test } from 'node:test';
+import { parseConfig } from '../../src/config/load.js';
+import { Fleet, type ClaimResult, type FleetTransport, type TransportEvents } from '../../src/fleet/fleet.js';
+import { MAX_CLOCK_SKEW_MS, parseMessage } from '../../src/fleet/message.js';
+import { reconnectDelay } from '../../src/fleet/redis.js';
+import { createLogger } from '../../src/log.js';
+import { ServiceRegistry } from '../../src/upstream/registry.js';
+import { failed } from '../../src/outcome.js';
+import { LogSink } from '../helpers.js';
+
+/** The circuits read the real clock for an opening's end; the fleet's (the quorum window) is injected. */
+const NOW = Date.now();
+const base = { v: 1, sidecar: 'b', instance: 'i-b', service: 'product', at: NOW, reason: 'r' };
+const open = (over: Record<string, unknown> = {}): string =>
+  JSON.stringify({ ...base, kind: 'open', until: NOW + 30_000, trial: false, ...over });
+
+describe('fleet messages, checked', () => {
+  const table: Array<[string, string, string]> = [
+    ['an opening', open(), 'ok'],
+    ['a close', JSON.stringify({ ...base, kind: 'close' }), 'ok'],
+    ['a force', JSON.stringify({ ...base, kind: 'force', action: 'close' }), 'ok'],
+    ['not JSON', '{"v":1', 'malformed'],
+    ['a JSON array', '[1]', 'malformed'],
+    ['null', 'null', 'malformed'],
+    ['no version', JSON.stringify({ ...base, v: undefined, kind: 'close' }), 'malformed'],
+    ['a later version', open({ v: 2 }), 'version'],
+    ['an unknown kind', JSON.stringify({ ...base, kind: 'reboot' }), 'malformed'],
+    ['a force of nothing', JSON.stringify({ ...base, kind: 'force', action: 'explode' }), 'malformed'],
+    ['a service name no config can have', open({ service: '../etc' }), 'malformed'],
+    ['no sidecar', open({ sidecar: '' }), 'malformed'],
+    ['a time that is not a number', open({ at: '1800000000000' }), 'malformed'],
+    ['until before at', open({ until: NOW - 1 }), 'malformed'],
+    ['until 30 days on', open({ until: NOW + 30 * 86_400_000 }), 'malformed'],
+    ['trial not a boolean', open({ trial: 'yes' }), 'malformed'],
+    ['a reason too long', open({ reason: 'x'.repeat(501) }), 'malformed'],
+    ['over 4 KiB', open({ reason: 'x'.repeat(400), pad: 'y'.repeat(5000) }), 'malformed'],
+    ['from the future, beyond the skew allowed', open({ at: NOW + MAX_CLOCK_SKEW_MS + 1, until: NOW + 60_000 }), 'future'],
+    ['from the future, within the skew allowed', open({ at: NOW + MAX_CLOCK_SKEW_MS }), 'ok'],
+    ['an opening already over', open({ at: NOW - 60_000, until: NOW - 1 }), 'stale'],
+  ];
+  for (const [what, text, want] of table) {
+    test(`${what}: ${want}`, () => {
+      const r = parseMessage(text, NOW);
+      assert.equal(r.ok ? 'ok' : r.why, want);
+    });
+  }
+});
+
+test('reconnect backoff: 50-100% of 100 ms doubling, capped at 5 s', () => {
+  assert.equal(
+    reconnectDelay(0, () => 0),
+    50,
+  );
+  assert.equal(
+    reconnectDelay(0, () => 1),
+    100,
+  );
+  assert.equal(
+    reconnectDelay(3, () => 1),
+    800,
+  );
+  assert.equal(
+    reconnectDelay(50, () => 1),
+    5000,
+  );
+  assert.equal(
+    reconnectDelay(50, () => 0),
+    2500,
+  );
+});
+
+/** A transport held in memory: what was published, and a claim the test answers. */
+class MemoryTransport extends EventEmitter<TransportEvents> implements FleetTransport {
+  connected = true;
+  readonly published: Array<Record<string, unknown>> = [];
+  readonly released: string[] = [];
+  claims: Array<{ key: string; value: string; ttlMs: number; answer: (r: ClaimResult) => void; fail: (e: Error) => void }> = [];
+  publish(text: string): Promise<boolean> {
+    if (!this.connected) return Promise.resolve(false);
+    this.published.push(JSON.parse(text) as Record<string, unknown>);
+    return Promise.resolve(true);
+  }
+  claim(key: string, value: string, ttlMs: number): Promise<ClaimResult> {
+    return new Promise((answer, fail) => this.claims.push({ key, value, ttlMs, answer, fail }));
+  }
+  release(key: string): void {
+    this.released.push(key);
+  }
+  start(): void {}
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  up(connected: boolean): void {
+    this.connected = connected;
+    this.emit('connected', connected);
+  }
+}
+
+function setup(fleet: string, cooldown = '30s', claimWaitMs = 1000) {
+  const config = parseConfig(
+    `fleet: { redis: "redis://127.0.0.1:1/0", key: t, sidecar: a${fleet} }\ndefaults: { threshold: 1, cooldown: ${cooldown}, timeout: 2s }\nservices:\n  product:\n    url: http://127.0.0.1:1\n`,
+    {},
+  );
+  const registry = new ServiceRegistry(config);
+  const transport = new MemoryTransport();
+  const clock = { now: NOW };
+  const sink = new LogSink();
+  const f = new Fleet(config.fleet!, registry, transport, createLogger({ level: 'debug', stream: sink }), () => clock.now, claimWaitMs);
+  f.start();
+  transport.up(true);
+  const circuit = () => registry.get('product')!.circuit;
+  const tripLocally = () => circuit().failure(circuit().admit(), failed({ reason: 'status', cause: 'status 500' }));
+  const say = (text: string) => transport.emit('message', text);
+  // opossum's cooldown timer does not hold the event loop open; a test awaiting it must.
+  const keep = setInterval(() => undefined, 1000);
+  const close = () => {
+    clearInterval(keep);
+    void f.close();
+    registry.shutdown();
+  };
+  return { registry, transport, clock, fleet: f, circuit, tripLocally, say, sink, close };
+}
+
+describe('the fleet, driven without Redis', () => {
+  test('quorum 2: two distinct sidecars within one cooldown open it; the same sidecar twice, or an opening older than a cooldown, do not', () => {
+    const s = setup(', quorum: 2');
+    try {
+      s.say(open({ sidecar: 'b', at: NOW - 31_000, until: NOW + 1000 }));
+      s.say(open({ sidecar: 'c' }));
+      assert.equal(s.circuit().state, 'closed', "b's opening is older than the cooldown");
+      s.say(open({ sidecar: 'c', instance: 'i-c2' }));
+      assert.equal(s.circuit().state, 'closed', 'one sidecar, however many times');
+      s.say(open({ sidecar: 'd', reason: 'status 503', until: NOW + 20_000 }));
+      assert.equal(s.circuit().state, 'open');
+      assert.equal(s.circuit().snapshot().stateFrom, 'd');
+      assert.equal(s.circuit().snapshot().lastTrip?.reason, 'fleet: d status 503');
+      assert.equal(s.transport.published.length, 0, 'a fleet opening is not published again');
+    } finally {
+      s.close();
+    }
+  });
+
+  test('its own messages (by instance) are skipped; an unknown service is ignored and counted', () => {
+    const s = setup('');
+    try {
+      s.say(open({ instance: s.fleet.instance }));
+      assert.equal(s.circuit().state, 'closed');
+      assert.equal(s.fleet.counts.messages.open.in, 0);
+      s.say(open({ service: 'nosuch' }));
+      assert.equal(s.fleet.counts.ignored, 1);
+      assert.equal(s.circuit().state, 'closed');
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a local trip is published with its reason and until; a forced open is not', () => {
+    const s = setup('');
+    try {
+      s.tripLocally();
+      assert.equal(s.circuit().state, 'open');
+      const m = s.transport.published[0]!;
+      assert.equal(m.kind, 'open');
+      assert.equal(m.sidecar, 'a');
+      assert.equal(m.until, s.circuit().nextProbeAt);
+      assert.match(String(m.reason), /status 500/);
+      s.circuit().forceClose('reset');
+      s.circuit().forceOpen('ops');
+      assert.equal(s.transport.published.length, 1, 'a forced open stays local');
+    } finally {
+      s.close();
+    }
+  });
+
+  test('half-open: held while Redis is asked; another holder keeps it held; its failed trial re-opens it whatever the quorum', async () => {
+    const s = setup(', quorum: 3', '20ms');
+    try {
+      const half = once(s.registry, 'transition');
+      s.tripLocally();
+      await half; // the open
+      while (s.circuit().state !== 'half_open') await once(s.registry, 'transition');
+      assert.equal(s.transport.claims.length, 1);
+      assert.equal(s.transport.claims[0]!.ttlMs, 3000, "the service's timeout + 1 s");
+      assert.equal(s.circuit().admit(), -1, 'rejected while the lock is asked for');
+      s.transport.claims[0]!.answer({ taken: false, holder: 'c i-c 7', ttlMs: 60_000 });
+      await new Promise((r) => setImmediate(r));
+      assert.equal(s.circuit().snapshot().trialBy, 'c');
+      assert.equal(s.circuit().admit(), -1);
+      s.say(open({ sidecar: 'c', trial: true, reason: 'trial request failed: status 500' }));
+      assert.equal(s.circuit().state, 'open');
+      assert.equal(s.circuit().snapshot().lastTrip?.reason, 'fleet: c trial request failed: status 500');
+    } finally {
+      s.close();
+    }
+  });
+
+  test('half-open: the lock taken lets the trial through; its success is published as a close and the lock freed', async () => {
+    const s = setup('', '20ms');
+    try {
+      s.tripLocally();
+      while (s.circuit().state !== 'half_open') await once(s.registry, 'transition');
+      s.transport.claims[0]!.answer({ taken: true });
+      await new Promise((r) => setImmediate(r));
+      const ticket = s.circuit().admit();
+      assert.ok(ticket >= 0, 'the trial goes');
+      s.circuit().success(ticket);
+      assert.equal(s.circuit().state, 'closed');
+      assert.equal(s.transport.published.at(-1)!.kind, 'close');
+      assert.deepEqual(s.transport.released, ['circuit-proxy:t:trial:product']);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('half-open: Redis silent past the wait, or lost, lets the trial go here', async () => {
+    const s = setup('', '20ms', 30);
+    try {
+      s.tripLocally();
+      while (s.circuit().state !== 'half_open') await once(s.registry, 'transition');
+      assert.equal(s.circuit().trialHeld, true);
+      while (s.circuit().trialHeld) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(s.circuit().admit() >= 0);
+      assert.ok(s.sink.lines.some((l) => /did not answer the trial lock/.test(String(l.msg))));
+    } finally {
+      s.close();
+    }
+    const t = setup('', '20ms', 60_000);
+    try {
+      t.tripLocally();
+      while (t.circuit().state !== 'half_open') await once(t.registry, 'transition');
+      assert.equal(t.circuit().trialHeld, true);
+      t.transport.up(false);
+      assert.equal(t.circuit().trialHeld, false, 'nobody can say whose it is: ours');
+      assert.equal(t.sink.lines.filter((l) => /fleet: Redis lost/.test(String(l.msg))).length, 1);
+      t.transport.claims[0]!.answer({ taken: true });
+    } finally {
+      t.close();
+    }
+  });
+
+  test('disconnected, a cooldown ends in a local trial at once; reconnected, its own opening still in force is told again', () => {
+    const s = setup('');
+    try {
+      s.transport.up(false);
+      s.tripLocally();
+      assert.equal(s.transport.published.length, 0);
+      s.transport.up(true);
+      assert.equal(s.transport.published.length, 1);
+      assert.equal(s.transport.published[0]!.until, s.circuit().nextProbeAt);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a close from the fleet closes an open circuit, never a forced one', () => {
+    const s = setup('');
+    try {
+      s.say(open({ sidecar: 'b' }));
+      assert.equal(s.circuit().state, 'open');
+      s.say(JSON.stringify({ ...base, kind: 'close', reason: 'trial request succeeded' }));
+      assert.equal(s.circuit().state, 'closed');
+      assert.equal(s.circuit().snapshot().stateFrom, 'b');
+      s.circuit().forceOpen('ops');
+      s.say(JSON.stringify({ ...base, kind: 'close', reason: 'trial request succeeded' }));
+      assert.equal(s.circuit().state, 'open', "an operator's force stays");
+    } finally {
+      s.close();
+    }
+  });
+});
