@@ -5,6 +5,8 @@
  *   that product is its three replicas (`endpoints`, with outlier ejection: docs/endpoints.md),
  * - make-order on :8000, calling its dependencies through the proxy,
  * - a control endpoint on :8099 to take a service down and bring it back, or make one replica fail.
+ * `npm run demo -- --fleet` (docs/fleet.md): a second sidecar on :8081 (admin :9902) and both in one
+ * fleet through a local redis-server on :6390 (Debian's `redis-server`, when it is installed).
  * WebSocket (docs/websocket.md): notification has a live feed; watch it through the proxy, then queue one:
   node dist/examples/demo/watch.js ws://localhost:8080/svc/notification/ws
   curl -s -X POST localhost:8080/svc/notification/notifications -H 'content-type: application/json' -d '{"to":"ana"}'
@@ -12,8 +14,8 @@
 
 Ctrl-C stops everything.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +30,10 @@ const BASE = Number(process.env.DEMO_BASE_PORT ?? 8001);
 const CONTROL = Number(process.env.DEMO_CONTROL_PORT ?? 8099);
 const ORDER_PORT = Number(process.env.DEMO_MAKE_ORDER_PORT ?? 8000);
 const cooldown = process.env.CB_COOLDOWN_SECONDS ?? '10';
+const REDIS_PORT = Number(process.env.DEMO_REDIS_PORT ?? 6390);
+const fleet = process.argv.includes('--fleet');
+const proxyArgs = process.argv.slice(2).filter((a) => a !== '--fleet');
+const redisServer = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
 
 const services = new Map<ServiceName, DemoService>(SERVICE_NAMES.map((name, i) => [name, new DemoService(name, BASE + i)]));
 // Product as three replicas sharing one catalogue, as a Deployment with replicas: 3 would be.
@@ -51,12 +57,28 @@ config.setIn(
   replicas.map((r) => `http://127.0.0.1:${r.port}`),
 );
 config.setIn(['services', 'product', 'outlier'], { consecutiveFailures: 3, ejectionTime: '10s' });
+let redis: ChildProcess | undefined;
+if (fleet) {
+  // Each sidecar's id comes from its environment (SIDECAR_ID), as a pod's name would.
+  config.set('fleet', { redis: `redis://127.0.0.1:${REDIS_PORT}/0`, key: 'make-order', sidecar: '${SIDECAR_ID}' });
+  if (redisServer !== undefined) {
+    redis = spawn(redisServer, ['--port', String(REDIS_PORT), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+      detached: true,
+    });
+  } else {
+    process.stdout.write('\n>>> demo: redis-server is not installed (apt-get install redis-server): each sidecar works alone\n\n');
+  }
+}
 writeFileSync(join(configDir, 'proxy.yaml'), config.toString());
-const proxy = spawn(
-  process.execPath,
-  [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--config', join(configDir, 'proxy.yaml'), ...process.argv.slice(2)],
-  { env, stdio: 'inherit', detached: true },
-); // own process group: Ctrl-C reaches only us, we forward one SIGTERM
+const sidecar = (id: string, extra: string[]): ChildProcess =>
+  spawn(process.execPath, [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--config', join(configDir, 'proxy.yaml'), ...extra], {
+    env: { ...env, SIDECAR_ID: id },
+    stdio: 'inherit',
+    detached: true,
+  }); // own process group: Ctrl-C reaches only us, we forward one SIGTERM
+const proxy = sidecar('sidecar-a', proxyArgs);
+const second = fleet ? sidecar('sidecar-b', [...proxyArgs, '--port', '8081', '--admin-port', '9902']) : undefined;
 
 const makeOrder = createMakeOrder('http://127.0.0.1:8080');
 makeOrder.listen(ORDER_PORT, '127.0.0.1');
@@ -147,7 +169,20 @@ with X-Circuit-Fallback, and make-order's orders go through without a special ca
   curl -s -X POST localhost:${CONTROL}/services/notification/down
   for i in 1 2 3 4; do curl -s -i -X POST localhost:8080/svc/notification/notifications -H 'content-type: application/json' -d '{}' | grep -iE '^HTTP|x-circuit-fallback|degraded'; done
 
-Ctrl-C stops everything.
+${
+  fleet
+    ? `Fleet (docs/fleet.md): a second sidecar on :8081 (admin :9902), both in the fleet make-order
+through redis on :${REDIS_PORT}. Take product down and trip it through the first sidecar only;
+the second opens too ("stateFrom":"sidecar-a"), and after the cooldown one trial decides for both:
+  curl -s -X POST localhost:${CONTROL}/services/product/down
+  for i in 1 2 3; do curl -s -o /dev/null -w '%{http_code} ' localhost:8080/svc/product/products/1; done; echo
+  curl -s localhost:9902/breakers/product        # "state":"open", lastTrip "fleet: sidecar-a ..."
+  curl -s localhost:9902/metrics | grep '^circuit_fleet'
+  open http://localhost:9902/                    # the card says "via fleet sidecar sidecar-a"
+
+`
+    : ''
+}Ctrl-C stops everything.
 
 `);
 
@@ -156,6 +191,8 @@ const stop = (): void => {
   if (stopping) process.exit(1);
   stopping = true;
   proxy.kill('SIGTERM');
+  second?.kill('SIGTERM');
+  redis?.kill('SIGTERM');
   control.close();
   makeOrder.close();
   makeOrder.closeAllConnections();

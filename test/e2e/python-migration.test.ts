@@ -161,7 +161,8 @@ describe('Python clients that honour Retry-After stay fail-fast (docs/migrating-
     assert.equal(r.code, 0, r.out);
     const m = /^503 (\d+) Circuit open for product ([\d.]+)$/m.exec(r.out);
     assert.ok(m, r.out);
-    assert.ok(Number(m[1]) >= 59, 'the Retry-After is passed on to make-order’s caller');
+    // The proxy's own count-down (60 s less the time since the opening, which a busy machine stretches), not a 1.
+    assert.ok(Number(m[1]) >= 60 - FAST_S, `the Retry-After is passed on to make-order’s caller (${m[1]})`);
     assert.ok(Number(m[2]) < FAST_S, `took ${m[2]} s`);
   });
 

@@ -191,6 +191,30 @@ describe('docker-compose.yml', () => {
     },
   );
   test(
+    'the fleet profile: Redis and two make-order replicas whose sidecars share one fleet, each with its own id (docs/fleet.md)',
+    { skip: !compose1 && 'docker-compose not installed (apt-get install docker-compose)' },
+    () => {
+      const r = spawnSync('docker-compose', ['-f', `${ROOT}docker-compose.yml`, '--profile', 'fleet', 'config'], {
+        encoding: 'utf8',
+        cwd: ROOT,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const resolved = parseAllDocuments(r.stdout)[0]!.toJS();
+      assert.ok(resolved.services.redis, 'a Redis');
+      const ids = ['a', 'b'].map((x) => {
+        const sidecar = resolved.services[`circuit-proxy-${x}`];
+        assert.equal(sidecar.network_mode, `service:make-order-${x}`);
+        const fleet = loadConfig(`${ROOT}examples/compose/proxy-fleet.yaml`, sidecar.environment).fleet!;
+        assert.equal(fleet.key, 'make-order');
+        assert.equal(fleet.redis, 'redis://redis:6379/0');
+        return fleet.sidecar;
+      });
+      assert.deepEqual(ids, ['make-order-a', 'make-order-b']);
+      for (const name of ['redis', 'make-order-a', 'circuit-proxy-a', 'make-order-b', 'circuit-proxy-b'])
+        assert.deepEqual(resolved.services[name].profiles, ['fleet'], `${name} only with the profile`);
+    },
+  );
+  test(
     'examples/compose/replicas.yml: product scaled to 3, the sidecar reading the config with product found by DNS',
     { skip: !compose1 && 'docker-compose not installed (apt-get install docker-compose)' },
     () => {
