@@ -6,12 +6,14 @@
  * the same upstream: `product` (closed) and `held` (forced open through the admin API), and
  * `replicas`: three endpoints (three listeners of the upstream process), round-robin, outlier set; and
  * `retrying`: the default retry rule (docs/retries.md), never needed by the healthy upstream; and
- * `routed`: three routes (docs/routes.md), the last matching every request of the load. When
+ * `routed`: three routes (docs/routes.md), the last matching every request of the load; and a
+ * second circuit-proxy process with `fleet` configured (docs/fleet.md) and a local redis-server up,
+ * its closed `product` loaded as `fleet`. When
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1. The
  * floor (bench/floor.ts: a bare Node server answering the open circuit's 503) is measured too: it
  * bounds what the open/closed ratio can be on the machine at hand.
  * Load: wrk (when installed) or autocannon, 50 connections, BENCH_SECONDS (default 4) per round,
- * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / every policy / 3 endpoints / retries / routes / open / bulkhead rejection / fallback / floor, every other round in
+ * BENCH_ROUNDS (default 9) alternating rounds of baseline / closed / fleet / every policy / 3 endpoints / retries / routes / open / bulkhead rejection / fallback / floor, every other round in
  * reverse order. Then BENCH_PAIRED_ROUNDS (default 5) paired rounds, baseline and closed loaded
  * at the same time (bench/paired.ts), and closed, open (a second proxy process) and floor likewise; RSS
  * of a fresh proxy process after 30 s at 50 connections; a 1,000-service config (time to ready, /metrics scrape, RSS);
@@ -28,7 +30,22 @@ import { NODE_FLAGS } from '../src/runtime.js';
 import { pairedRounds } from './paired.js';
 import { streamingRounds, STREAM_MB, STREAM_ROUNDS, type StreamingResult } from './streaming.js';
 import { websocketRounds, WS_ROUNDS, type WebSocketResult } from './websocket.js';
-import { CLK_TCK, cleanUp, cpuTicks, load, median, NODE_VERSION, ROOT, rssMB, start, TASKSET, tempFile, WRK, type Load } from './tools.js';
+import {
+  CLK_TCK,
+  cleanUp,
+  cpuTicks,
+  load,
+  median,
+  NODE_VERSION,
+  ROOT,
+  rssMB,
+  start,
+  startRedisServer,
+  TASKSET,
+  tempFile,
+  WRK,
+  type Load,
+} from './tools.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
@@ -153,10 +170,22 @@ async function main(): Promise<void> {
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n  held:\n    url: ${upUrl}\n${POLICIES_SERVICE(upUrl)}${FALLBACK_SERVICES(upUrl)}${REPLICAS_SERVICE(replicaUrls)}${RETRY_SERVICE(upUrl)}${ROUTED_SERVICE(upUrl)}`,
   );
   const { child: cp, port, adminPort } = await startCircuitProxy(cfg);
+  // The fleet's process: the same closed service, `fleet` configured, Redis up (pinned beside the upstream).
+  const redisUrl = await startRedisServer(1);
+  const fleetCfg = tempFile(
+    'bench-fleet',
+    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nfleet: { redis: "${redisUrl}", key: bench, sidecar: bench-1 }\nservices:\n  product:\n    url: ${upUrl}\n`,
+  );
+  const cpFleet = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', fleetCfg]);
+  const fleetPorts = await listeningPorts(cpFleet);
+  const fleetConnected = async (): Promise<boolean> =>
+    /^circuit_fleet_connected 1$/m.test(await (await fetch(`http://127.0.0.1:${fleetPorts.adminPort}/metrics`)).text());
+  for (let i = 0; i < 100 && !(await fleetConnected()); i++) await new Promise((r) => setTimeout(r, 50));
 
   const targets = {
     baseline: { pid: base.pid!, url: `http://127.0.0.1:${basePort}/items/1` },
     closed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/product/items/1` },
+    fleet: { pid: cpFleet.pid!, url: `http://127.0.0.1:${fleetPorts.port}/svc/product/items/1` },
     policies: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/policies/items/1` },
     endpoints: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/replicas/items/1` },
     retries: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/retrying/items/1` },
@@ -172,6 +201,7 @@ async function main(): Promise<void> {
   const rounds: Record<keyof typeof targets, Measured[]> = {
     baseline: [],
     closed: [],
+    fleet: [],
     policies: [],
     endpoints: [],
     retries: [],
@@ -181,7 +211,7 @@ async function main(): Promise<void> {
     fallback: [],
     floor: [],
   };
-  const order = ['baseline', 'closed', 'policies', 'endpoints', 'retries', 'routes', 'open', 'shed', 'fallback', 'floor'] as const;
+  const order = ['baseline', 'closed', 'fleet', 'policies', 'endpoints', 'retries', 'routes', 'open', 'shed', 'fallback', 'floor'] as const;
   for (let r = 1; r <= ROUNDS; r++) {
     // ABBA: every other round runs in reverse, so a drift in machine speed favours no target.
     for (const name of r % 2 === 1 ? order : [...order].reverse()) {
@@ -219,6 +249,11 @@ async function main(): Promise<void> {
   );
   // The retry rule was never needed: no retry was made in all its rounds.
   const retrying = (await (await fetch(`http://127.0.0.1:${adminPort}/breakers/retrying`)).json()) as { retries: { total: number } };
+  const fleetPerRound = rounds.fleet.map((m, i) => round(m.rps / rounds.baseline[i]!.rps, 3));
+  const fleetStillConnected = await fleetConnected();
+  process.stdout.write(
+    `fleet / baseline req/s per round: ${fleetPerRound.join(' ')}; Redis connected at the end: ${fleetStillConnected}\n`,
+  );
   const retriesPerRound = rounds.retries.map((m, i) => round(m.rps / rounds.baseline[i]!.rps, 3));
   process.stdout.write(`retries / baseline req/s per round: ${retriesPerRound.join(' ')}; retries made ${retrying.retries.total}\n`);
   // Every request of the routes rounds took the `items` route.
@@ -305,6 +340,8 @@ async function main(): Promise<void> {
     endpointsVsBaseline: Math.round((summary.endpoints.rps / summary.baseline.rps) * 1000) / 1000,
     /** Lowest and highest per-round ratio: the interval around endpointsVsBaseline. */
     endpointsVsBaselineRange: [Math.min(...endpointsPerRound), Math.max(...endpointsPerRound)],
+    fleetVsBaseline: Math.round((summary.fleet.rps / summary.baseline.rps) * 1000) / 1000,
+    fleetVsBaselineRange: [Math.min(...fleetPerRound), Math.max(...fleetPerRound)],
     retriesVsBaseline: Math.round((summary.retries.rps / summary.baseline.rps) * 1000) / 1000,
     retriesVsBaselineRange: [Math.min(...retriesPerRound), Math.max(...retriesPerRound)],
     routesVsBaseline: Math.round((summary.routes.rps / summary.baseline.rps) * 1000) / 1000,
@@ -322,6 +359,7 @@ async function main(): Promise<void> {
     'every policy set (none reached) >= 0.90x baseline rps': ratios.policiesVsBaseline >= 0.9,
     '3 endpoints (round-robin, outlier set, none ejected) >= 0.95x baseline rps':
       ratios.endpointsVsBaseline >= 0.95 && endpointsNoneEjected,
+    'fleet configured, Redis up >= 0.95x baseline rps': ratios.fleetVsBaseline >= 0.95 && fleetStillConnected,
     'retries configured, never needed >= 0.95x baseline rps': ratios.retriesVsBaseline >= 0.95 && retrying.retries.total === 0,
     'a per-route match on every request >= 0.95x baseline rps': ratios.routesVsBaseline >= 0.95 && allTookTheRoute,
     'open >= 0.90x the floor rps': ratios.openVsFloor >= 0.9,
@@ -400,6 +438,13 @@ async function main(): Promise<void> {
   );
   process.stdout.write(
     row(
+      'fleet, Redis up',
+      summary.fleet,
+      `${ratios.fleetVsBaseline.toFixed(3)}x baseline (rounds ${ratios.fleetVsBaselineRange.join('-')})`,
+    ),
+  );
+  process.stdout.write(
+    row(
       'retries, never needed',
       summary.retries,
       `${ratios.retriesVsBaseline.toFixed(3)}x baseline (rounds ${ratios.retriesVsBaselineRange.join('-')})`,
@@ -448,7 +493,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 - Date: ${r.date}
 - Machine: ${r.machine.cpu}, ${r.machine.cores} cores; measured processes on Node ${r.machine.node}, every Node process started with \`${r.machine.nodeFlags}\` (as circuit-proxy ships: src/runtime.ts)
 - Load: ${r.machine.loadGenerator}, 91-byte JSON body from a keep-alive Node upstream; ${r.machine.taskset ? 'proxies pinned to core 0, upstream and load generator to core 1 (taskset)' : 'no pinning (taskset missing)'}
-- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / every policy / 3 endpoints / retries / open / bulkhead rejection / fallback / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE); "retries" has the default retry rule (RETRY_SERVICE), never needed (GET requests, a healthy upstream); "per-route match" walks three routes and takes the third on every request (ROUTED_SERVICE).
+- Baseline: bare http-proxy 1.18.1 with the same keep-alive agent settings (bench/baseline.ts), measured in the same run, rounds alternating baseline / closed / fleet / every policy / 3 endpoints / retries / routes / open / bulkhead rejection / fallback / floor, every other round in reverse order. "Every policy" is a service with failureRate, slowCalls, backoff, halfOpen and retryAfter all set (bench/run.ts, POLICIES_SERVICE); "retries" has the default retry rule (RETRY_SERVICE), never needed (GET requests, a healthy upstream); "per-route match" walks three routes and takes the third on every request (ROUTED_SERVICE).
 
 | median of ${r.rounds.baseline.length} rounds | req/s | p50 ms | p99 ms | µs CPU/req | RSS MB | ratio |
 | --- | ---: | ---: | ---: | ---: | ---: | --- |
@@ -456,6 +501,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 | circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
 | circuit-proxy, closed, every policy set (none reached) | ${s.policies.rps} | ${s.policies.p50ms} | ${s.policies.p99ms} | ${s.policies.cpuUsPerRequest} | ${s.policies.rssMB} | ${r.ratios.policiesVsBaseline}x baseline |
 | circuit-proxy, closed, 3 endpoints (round-robin, outlier set, none ejected) | ${s.endpoints.rps} | ${s.endpoints.p50ms} | ${s.endpoints.p99ms} | ${s.endpoints.cpuUsPerRequest} | ${s.endpoints.rssMB} | ${r.ratios.endpointsVsBaseline}x baseline (per round ${r.ratios.endpointsVsBaselineRange.join(' to ')}) |
+| circuit-proxy, closed, \`fleet\` configured, Redis up (a second process) | ${s.fleet.rps} | ${s.fleet.p50ms} | ${s.fleet.p99ms} | ${s.fleet.cpuUsPerRequest} | ${s.fleet.rssMB} | ${r.ratios.fleetVsBaseline}x baseline (per round ${r.ratios.fleetVsBaselineRange.join(' to ')}) |
 | circuit-proxy, closed, retries configured, never needed | ${s.retries.rps} | ${s.retries.p50ms} | ${s.retries.p99ms} | ${s.retries.cpuUsPerRequest} | ${s.retries.rssMB} | ${r.ratios.retriesVsBaseline}x baseline (per round ${r.ratios.retriesVsBaselineRange.join(' to ')}) |
 | circuit-proxy, closed, a per-route match on every request | ${s.routes.rps} | ${s.routes.p50ms} | ${s.routes.p99ms} | ${s.routes.cpuUsPerRequest} | ${s.routes.rssMB} | ${r.ratios.routesVsBaseline}x baseline (per round ${r.ratios.routesVsBaselineRange.join(' to ')}) |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |

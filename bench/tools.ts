@@ -1,6 +1,6 @@
 /** Process and load-generator helpers shared by the bench scripts. Targets 127.0.0.1 only. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -114,3 +114,28 @@ export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+
+/** Debian's redis-server, for the fleet rounds (docs/fleet.md). */
+export const REDIS_SERVER = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p));
+
+/** A redis-server on a free loopback port, pinned to `core`, no persistence; resolves its URL once it accepts connections. */
+export async function startRedisServer(core: number): Promise<string> {
+  if (REDIS_SERVER === undefined) throw new Error('the fleet rounds need redis-server (apt-get install redis-server)');
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const args = [REDIS_SERVER, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+    const cmd = TASKSET ? ['taskset', '-c', String(core), ...args] : args;
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(child);
+    const ready = await new Promise<boolean>((resolve) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('Ready to accept connections')) resolve(true);
+      });
+      child.once('exit', () => resolve(false));
+    });
+    if (ready) return `redis://127.0.0.1:${port}/0`;
+  }
+  throw new Error('redis-server would not start');
+}
