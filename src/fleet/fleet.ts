@@ -133,7 +133,15 @@ export class Fleet implements TrialCoordinator {
   }
 
   private common(service: string, reason: string) {
-    return { v: MESSAGE_VERSION, sidecar: this.config.sidecar, instance: this.instance, service, at: this.now(), reason } as const;
+    // A reason longer than a message may carry is cut, never sent to be ignored.
+    return {
+      v: MESSAGE_VERSION,
+      sidecar: this.config.sidecar,
+      instance: this.instance,
+      service,
+      at: this.now(),
+      reason: reason.slice(0, 500),
+    } as const;
   }
 
   private async send(m: FleetMessage): Promise<boolean> {
@@ -163,6 +171,11 @@ export class Fleet implements TrialCoordinator {
     if (!parsed.ok) return this.ignore(parsed.why, text);
     const m = parsed.message;
     if (m.instance === this.instance) return;
+    if (m.kind === 'sync') {
+      this.counts.messages.sync.in += 1;
+      this.publishOwnOpenings();
+      return;
+    }
     const circuit = this.registry.get(m.service)?.circuit;
     if (circuit === undefined) return this.ignore('unknown-service', text);
     this.counts.messages[m.kind].in += 1;
@@ -187,6 +200,21 @@ export class Fleet implements TrialCoordinator {
         if (m.action === 'open') circuit.forceOpen(m.reason, m.sidecar);
         else circuit.forceClose(m.reason, m.sidecar);
         return;
+    }
+  }
+
+  /**
+   * This sidecar's own openings still in force, published again: on (re)joining, and when another
+   * sidecar that (re)joined asks (a `sync`), so openings published while either was apart still
+   * reach it. Receivers count a sidecar once, so a repeat changes no quorum.
+   */
+  private publishOwnOpenings(): void {
+    if (!this.config.shareOpen) return;
+    for (const s of this.registry.all()) {
+      const c = s.circuit;
+      if (!c.openedHere || c.openedAt === 0) continue;
+      const reason = c.snapshot().lastTrip?.reason ?? 'opened';
+      void this.send({ ...this.common(s.name, reason), at: c.openedAt, kind: 'open', until: c.nextProbeAt, trial: false });
     }
   }
 
@@ -309,14 +337,9 @@ export class Fleet implements TrialCoordinator {
       return;
     }
     this.log.info({ fleet: this.config.key, sidecar: this.config.sidecar, channel: this.channel }, 'fleet: connected to Redis');
-    // What the fleet missed while we were apart: our own openings still in force.
-    if (!this.config.shareOpen) return;
-    for (const s of this.registry.all()) {
-      const c = s.circuit;
-      if (!c.openedHere || c.openedAt === 0) continue;
-      const reason = c.snapshot().lastTrip?.reason ?? 'opened';
-      void this.send({ ...this.common(s.name, reason), at: c.openedAt, kind: 'open', until: c.nextProbeAt, trial: false });
-    }
+    // What was missed while apart, both ways: ours told again, theirs asked for.
+    this.publishOwnOpenings();
+    if (this.config.shareOpen) void this.send({ ...this.common('*', 'joined'), kind: 'sync' });
   }
 }
 

@@ -9,8 +9,8 @@ import { MAX_DURATION_MS } from '../config/duration.js';
 export const MESSAGE_VERSION = 1;
 
 /** A message's `kind`, and the `kind` label of `circuit_fleet_messages_total`. */
-export type MessageKind = 'open' | 'close' | 'force';
-export const MESSAGE_KINDS: readonly MessageKind[] = ['open', 'close', 'force'];
+export type MessageKind = 'open' | 'close' | 'force' | 'sync';
+export const MESSAGE_KINDS: readonly MessageKind[] = ['open', 'close', 'force', 'sync'];
 
 /** A message longer than this is not one of ours. */
 export const MAX_MESSAGE_BYTES = 4096;
@@ -38,7 +38,9 @@ export type FleetMessage =
       readonly trial: boolean;
     })
   | (Common & { readonly kind: 'close' })
-  | (Common & { readonly kind: 'force'; readonly action: 'open' | 'close' });
+  | (Common & { readonly kind: 'force'; readonly action: 'open' | 'close' })
+  /** A sidecar that (re)joined asks the others to publish their openings in force again; `service` is `*`. */
+  | (Common & { readonly kind: 'sync' });
 
 /** Why a message was ignored (logged at debug; `circuit_fleet_ignored_total` counts them all). */
 export type IgnoredWhy = 'malformed' | 'version' | 'future' | 'stale' | 'unknown-service';
@@ -68,7 +70,8 @@ export function parseMessage(text: string, now: number): Parsed {
   const m = raw as Record<string, unknown>;
   if (typeof m.v === 'number' && Number.isInteger(m.v) && m.v > MESSAGE_VERSION) return bad('version');
   if (m.v !== MESSAGE_VERSION) return bad('malformed');
-  if (!isText(m.sidecar, 128) || !isText(m.instance, 64) || typeof m.service !== 'string' || !SERVICE_NAME.test(m.service))
+  const anyService = m.kind === 'sync' && m.service === '*';
+  if (!isText(m.sidecar, 128) || !isText(m.instance, 64) || typeof m.service !== 'string' || !(anyService || SERVICE_NAME.test(m.service)))
     return bad('malformed');
   if (!isTime(m.at) || typeof m.reason !== 'string' || m.reason.length > 500) return bad('malformed');
   const common = { v: MESSAGE_VERSION, sidecar: m.sidecar, instance: m.instance, service: m.service, at: m.at, reason: m.reason } as const;
@@ -84,6 +87,10 @@ export function parseMessage(text: string, now: number): Parsed {
     case 'force':
       if (m.action !== 'open' && m.action !== 'close') return bad('malformed');
       message = { ...common, kind: 'force', action: m.action };
+      break;
+    case 'sync':
+      if (!anyService) return bad('malformed');
+      message = { ...common, kind: 'sync' };
       break;
     default:
       return bad('malformed');

@@ -26,6 +26,9 @@ describe('fleet messages, checked', () => {
     ['an opening', open(), 'ok'],
     ['a close', JSON.stringify({ ...base, kind: 'close' }), 'ok'],
     ['a force', JSON.stringify({ ...base, kind: 'force', action: 'close' }), 'ok'],
+    ['a sync', JSON.stringify({ ...base, service: '*', kind: 'sync' }), 'ok'],
+    ['a sync of one service', JSON.stringify({ ...base, kind: 'sync' }), 'malformed'],
+    ['an opening of every service', open({ service: '*' }), 'malformed'],
     ['not JSON', '{"v":1', 'malformed'],
     ['a JSON array', '[1]', 'malformed'],
     ['null', 'null', 'malformed'],
@@ -79,12 +82,16 @@ test('reconnect backoff: 50-100% of 100 ms doubling, capped at 5 s', () => {
 /** A transport held in memory: what was published, and a claim the test answers. */
 class MemoryTransport extends EventEmitter<TransportEvents> implements FleetTransport {
   connected = true;
-  readonly published: Array<Record<string, unknown>> = [];
+  readonly sent: Array<Record<string, unknown>> = [];
+  /** What was published, but the `sync` a (re)join sends. */
+  get published(): Array<Record<string, unknown>> {
+    return this.sent.filter((m) => m.kind !== 'sync');
+  }
   readonly released: string[] = [];
   claims: Array<{ key: string; value: string; ttlMs: number; answer: (r: ClaimResult) => void; fail: (e: Error) => void }> = [];
   publish(text: string): Promise<boolean> {
     if (!this.connected) return Promise.resolve(false);
-    this.published.push(JSON.parse(text) as Record<string, unknown>);
+    this.sent.push(JSON.parse(text) as Record<string, unknown>);
     return Promise.resolve(true);
   }
   claim(key: string, value: string, ttlMs: number): Promise<ClaimResult> {
@@ -254,6 +261,30 @@ describe('the fleet, driven without Redis', () => {
       s.transport.up(true);
       assert.equal(s.transport.published.length, 1);
       assert.equal(s.transport.published[0]!.until, s.circuit().nextProbeAt);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a (re)join asks the others (sync); a sync heard republishes the openings in force here', () => {
+    const s = setup('');
+    try {
+      assert.deepEqual(
+        s.transport.sent.map((m) => [m.kind, m.service]),
+        [['sync', '*']],
+      );
+      s.say(JSON.stringify({ ...base, service: '*', kind: 'sync' }));
+      assert.equal(s.transport.published.length, 0, 'nothing open here');
+      s.tripLocally();
+      s.say(JSON.stringify({ ...base, service: '*', kind: 'sync' }));
+      assert.deepEqual(
+        s.transport.published.map((m) => [m.kind, m.service]),
+        [
+          ['open', 'product'],
+          ['open', 'product'],
+        ],
+      );
+      assert.equal(s.fleet.counts.messages.sync.in, 2);
     } finally {
       s.close();
     }
