@@ -278,6 +278,23 @@ async function main(): Promise<void> {
   process.stdout.write(
     `CPU per request, baseline / closed: ${pairedClosed!.ratioToFirst.join(' ')} (median ${pairedClosed!.medianRatio})\n`,
   );
+  // The fleet's process against the baseline and the closed circuit, all three at once on one core:
+  // what `fleet` costs a request, free of the drift between rounds.
+  process.stdout.write(`paired: baseline, closed circuit and fleet (Redis up) loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
+  const [, pairedFleetClosed, pairedFleet] = await pairedRounds(
+    [
+      { name: 'baseline', ...targets.baseline },
+      { name: 'closed', ...targets.closed },
+      { name: 'fleet', ...targets.fleet },
+    ],
+    PAIRED_ROUNDS,
+    5,
+  );
+  /** Per round, the closed circuit's CPU per request over the fleet process's: 1.0 = `fleet` costs nothing. */
+  const fleetVsClosedCpu = pairedFleet!.usPerRequest.map((u, i) => round(pairedFleetClosed!.usPerRequest[i]! / u, 3));
+  process.stdout.write(
+    `CPU per request, baseline / fleet: ${pairedFleet!.ratioToFirst.join(' ')} (median ${pairedFleet!.medianRatio}); closed / fleet: ${fleetVsClosedCpu.join(' ')} (median ${round(median(fleetVsClosedCpu), 3)})\n`,
+  );
   // The open path likewise, against the closed one: in a second proxy process, so each path's
   // CPU time is its own.
   const { child: cpOpen, port: openPort } = await startCircuitProxy(cfg);
@@ -360,6 +377,7 @@ async function main(): Promise<void> {
     '3 endpoints (round-robin, outlier set, none ejected) >= 0.95x baseline rps':
       ratios.endpointsVsBaseline >= 0.95 && endpointsNoneEjected,
     'fleet configured, Redis up >= 0.95x baseline rps': ratios.fleetVsBaseline >= 0.95 && fleetStillConnected,
+    'fleet configured, Redis up >= 0.95x baseline CPU per request (paired)': pairedFleet!.medianRatio >= 0.95,
     'retries configured, never needed >= 0.95x baseline rps': ratios.retriesVsBaseline >= 0.95 && retrying.retries.total === 0,
     'a per-route match on every request >= 0.95x baseline rps': ratios.routesVsBaseline >= 0.95 && allTookTheRoute,
     'open >= 0.90x the floor rps': ratios.openVsFloor >= 0.9,
@@ -397,6 +415,9 @@ async function main(): Promise<void> {
       seconds: 5,
       closedCpuRatio: pairedClosed!.medianRatio,
       closed: pairedClosed,
+      fleetCpuRatio: pairedFleet!.medianRatio,
+      fleetVsClosedCpu: round(median(fleetVsClosedCpu), 3),
+      fleet: { ...pairedFleet, closedOverFleet: fleetVsClosedCpu, closedAlongside: pairedFleetClosed },
       openCpuAdvantage: pairedOpen!.medianRatio,
       open: pairedOpen,
       floorCpuAdvantage: pairedFloor!.medianRatio,
@@ -462,6 +483,9 @@ async function main(): Promise<void> {
   process.stdout.write(row('fallback answer', summary.fallback, `${ratios.fallbackVsFloor.toFixed(3)}x floor`));
   process.stdout.write(row('floor: bare Node 503', summary.floor, `${ratios.floorVsClosed.toFixed(2)}x closed`));
   process.stdout.write(`paired CPU ratio (baseline / closed, same time, same core): ${pairedClosed!.medianRatio}\n`);
+  process.stdout.write(
+    `paired CPU ratio (baseline / fleet, same time, same core): ${pairedFleet!.medianRatio}; closed / fleet: ${round(median(fleetVsClosedCpu), 3)}\n`,
+  );
   process.stdout.write(`paired CPU ratio (closed / open, same time, same core): ${pairedOpen!.medianRatio}\n`);
   process.stdout.write(`paired CPU ratio (closed / floor, same time, same core): ${pairedFloor!.medianRatio}\n`);
   process.stdout.write(
@@ -510,6 +534,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 | floor: bare Node server, same 503 | ${s.floor.rps} | ${s.floor.p50ms} | ${s.floor.p99ms} | ${s.floor.cpuUsPerRequest} | ${s.floor.rssMB} | ${r.ratios.floorVsClosed}x closed |
 
 - Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Likewise the open circuit (a second proxy process) against the closed one, CPU per request of the closed path divided by the open path's: ${r.paired.open.ratioToFirst.join(', ')}; median **${r.paired.openCpuAdvantage}**; and the floor (a third process, the same rounds) against the closed circuit: ${r.paired.floor.ratioToFirst.join(', ')}; median **${r.paired.floorCpuAdvantage}**. Steadier than req/s ratios across alternating rounds; the targets are defined on req/s.
+- Fleet (docs/fleet.md): a second circuit-proxy process with \`fleet\` configured and a local redis-server up, loaded at the same time as the baseline and the closed circuit on the same core (${r.paired.rounds} rounds of ${r.paired.seconds} s): CPU per request of the baseline divided by the fleet process's, per round ${r.paired.fleet.ratioToFirst.join(', ')}; median **${r.paired.fleetCpuRatio}**; of the closed circuit (no fleet) divided by the fleet process's: ${r.paired.fleet.closedOverFleet.join(', ')}; median **${r.paired.fleetVsClosedCpu}** (1.0: \`fleet\` costs a request nothing).
 - The floor (bench/floor.ts) is a bare \`http.createServer\` answering the open circuit's 503 with the same headers and body, and nothing else: what Node's HTTP server costs for that answer before any work of ours. The open path reached **${r.ratios.openVsFloor}x** the floor's req/s; the floor reached **${r.ratios.floorVsClosed}x** the closed circuit's, which bounds open/closed on this machine and Node.
 - Open circuit: ${r.openUpstreamConnections} upstream connections and requests during all open rounds.
 - Sustained: a fresh proxy process after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s): RSS ${r.sustained.rssMB} MB.
