@@ -8,7 +8,7 @@
  * `retrying`: the default retry rule (docs/retries.md), never needed by the healthy upstream; and
  * `routed`: three routes (docs/routes.md), the last matching every request of the load; and a
  * second circuit-proxy process with `fleet` configured (docs/fleet.md) and a local redis-server up,
- * its closed `product` loaded as `fleet`. When
+ * its closed `product` loaded as `fleet`, beside its twin without `fleet` (`twin`). When
  * `taskset` exists, each proxy is pinned to core 0, upstream and load generator to core 1. The
  * floor (bench/floor.ts: a bare Node server answering the open circuit's 503) is measured too: it
  * bounds what the open/closed ratio can be on the machine at hand.
@@ -172,12 +172,14 @@ async function main(): Promise<void> {
   const { child: cp, port, adminPort } = await startCircuitProxy(cfg);
   // The fleet's process: the same closed service, `fleet` configured, Redis up (pinned beside the upstream).
   const redisUrl = await startRedisServer(1);
-  const fleetCfg = tempFile(
-    'bench-fleet',
-    `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nfleet: { redis: "${redisUrl}", key: bench, sidecar: bench-1 }\nservices:\n  product:\n    url: ${upUrl}\n`,
-  );
+  const oneService = `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  product:\n    url: ${upUrl}\n`;
+  const fleetCfg = tempFile('bench-fleet', `fleet: { redis: "${redisUrl}", key: bench, sidecar: bench-1 }\n${oneService}`);
+  // Its twin: the same one service, started the same way at the same time, without `fleet`: what
+  // the fleet process is compared with, so a difference between processes is not taken for fleet's.
+  const twinCfg = tempFile('bench-twin', oneService);
   const cpFleet = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', fleetCfg]);
-  const fleetPorts = await listeningPorts(cpFleet);
+  const cpTwin = start(0, [`${ROOT}bin/circuit-proxy.js`, 'serve', '--config', twinCfg]);
+  const [fleetPorts, twinPorts] = await Promise.all([listeningPorts(cpFleet), listeningPorts(cpTwin)]);
   const fleetConnected = async (): Promise<boolean> =>
     /^circuit_fleet_connected 1$/m.test(await (await fetch(`http://127.0.0.1:${fleetPorts.adminPort}/metrics`)).text());
   for (let i = 0; i < 100 && !(await fleetConnected()); i++) await new Promise((r) => setTimeout(r, 50));
@@ -186,6 +188,7 @@ async function main(): Promise<void> {
     baseline: { pid: base.pid!, url: `http://127.0.0.1:${basePort}/items/1` },
     closed: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/product/items/1` },
     fleet: { pid: cpFleet.pid!, url: `http://127.0.0.1:${fleetPorts.port}/svc/product/items/1` },
+    twin: { pid: cpTwin.pid!, url: `http://127.0.0.1:${twinPorts.port}/svc/product/items/1` },
     policies: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/policies/items/1` },
     endpoints: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/replicas/items/1` },
     retries: { pid: cp.pid!, url: `http://127.0.0.1:${port}/svc/retrying/items/1` },
@@ -202,6 +205,7 @@ async function main(): Promise<void> {
     baseline: [],
     closed: [],
     fleet: [],
+    twin: [],
     policies: [],
     endpoints: [],
     retries: [],
@@ -211,7 +215,20 @@ async function main(): Promise<void> {
     fallback: [],
     floor: [],
   };
-  const order = ['baseline', 'closed', 'fleet', 'policies', 'endpoints', 'retries', 'routes', 'open', 'shed', 'fallback', 'floor'] as const;
+  const order = [
+    'baseline',
+    'closed',
+    'fleet',
+    'twin',
+    'policies',
+    'endpoints',
+    'retries',
+    'routes',
+    'open',
+    'shed',
+    'fallback',
+    'floor',
+  ] as const;
   for (let r = 1; r <= ROUNDS; r++) {
     // ABBA: every other round runs in reverse, so a drift in machine speed favours no target.
     for (const name of r % 2 === 1 ? order : [...order].reverse()) {
@@ -250,9 +267,10 @@ async function main(): Promise<void> {
   // The retry rule was never needed: no retry was made in all its rounds.
   const retrying = (await (await fetch(`http://127.0.0.1:${adminPort}/breakers/retrying`)).json()) as { retries: { total: number } };
   const fleetPerRound = rounds.fleet.map((m, i) => round(m.rps / rounds.baseline[i]!.rps, 3));
+  const fleetPerTwin = rounds.fleet.map((m, i) => round(m.rps / rounds.twin[i]!.rps, 3));
   const fleetStillConnected = await fleetConnected();
   process.stdout.write(
-    `fleet / baseline req/s per round: ${fleetPerRound.join(' ')}; Redis connected at the end: ${fleetStillConnected}\n`,
+    `fleet / baseline req/s per round: ${fleetPerRound.join(' ')}; fleet / its twin without fleet: ${fleetPerTwin.join(' ')}; Redis connected at the end: ${fleetStillConnected}\n`,
   );
   const retriesPerRound = rounds.retries.map((m, i) => round(m.rps / rounds.baseline[i]!.rps, 3));
   process.stdout.write(`retries / baseline req/s per round: ${retriesPerRound.join(' ')}; retries made ${retrying.retries.total}\n`);
@@ -280,20 +298,22 @@ async function main(): Promise<void> {
   );
   // The fleet's process against the baseline and the closed circuit, all three at once on one core:
   // what `fleet` costs a request, free of the drift between rounds.
-  process.stdout.write(`paired: baseline, closed circuit and fleet (Redis up) loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`);
+  process.stdout.write(
+    `paired: baseline, the fleet process's twin without fleet and the fleet process (Redis up) loaded at the same time, ${PAIRED_ROUNDS} rounds x 5s...\n`,
+  );
   const [, pairedFleetClosed, pairedFleet] = await pairedRounds(
     [
       { name: 'baseline', ...targets.baseline },
-      { name: 'closed', ...targets.closed },
+      { name: 'twin', ...targets.twin },
       { name: 'fleet', ...targets.fleet },
     ],
     PAIRED_ROUNDS,
     5,
   );
-  /** Per round, the closed circuit's CPU per request over the fleet process's: 1.0 = `fleet` costs nothing. */
+  /** Per round, the twin's CPU per request over the fleet process's: 1.0 = `fleet` costs nothing. */
   const fleetVsClosedCpu = pairedFleet!.usPerRequest.map((u, i) => round(pairedFleetClosed!.usPerRequest[i]! / u, 3));
   process.stdout.write(
-    `CPU per request, baseline / fleet: ${pairedFleet!.ratioToFirst.join(' ')} (median ${pairedFleet!.medianRatio}); closed / fleet: ${fleetVsClosedCpu.join(' ')} (median ${round(median(fleetVsClosedCpu), 3)})\n`,
+    `CPU per request, baseline / fleet: ${pairedFleet!.ratioToFirst.join(' ')} (median ${pairedFleet!.medianRatio}); twin / fleet: ${fleetVsClosedCpu.join(' ')} (median ${round(median(fleetVsClosedCpu), 3)})\n`,
   );
   // The open path likewise, against the closed one: in a second proxy process, so each path's
   // CPU time is its own.
@@ -359,6 +379,9 @@ async function main(): Promise<void> {
     endpointsVsBaselineRange: [Math.min(...endpointsPerRound), Math.max(...endpointsPerRound)],
     fleetVsBaseline: Math.round((summary.fleet.rps / summary.baseline.rps) * 1000) / 1000,
     fleetVsBaselineRange: [Math.min(...fleetPerRound), Math.max(...fleetPerRound)],
+    twinVsBaseline: Math.round((summary.twin.rps / summary.baseline.rps) * 1000) / 1000,
+    fleetVsTwin: Math.round((summary.fleet.rps / summary.twin.rps) * 1000) / 1000,
+    fleetVsTwinRange: [Math.min(...fleetPerTwin), Math.max(...fleetPerTwin)],
     retriesVsBaseline: Math.round((summary.retries.rps / summary.baseline.rps) * 1000) / 1000,
     retriesVsBaselineRange: [Math.min(...retriesPerRound), Math.max(...retriesPerRound)],
     routesVsBaseline: Math.round((summary.routes.rps / summary.baseline.rps) * 1000) / 1000,
@@ -417,7 +440,7 @@ async function main(): Promise<void> {
       closed: pairedClosed,
       fleetCpuRatio: pairedFleet!.medianRatio,
       fleetVsClosedCpu: round(median(fleetVsClosedCpu), 3),
-      fleet: { ...pairedFleet, closedOverFleet: fleetVsClosedCpu, closedAlongside: pairedFleetClosed },
+      fleet: { ...pairedFleet, twinOverFleet: fleetVsClosedCpu, twin: pairedFleetClosed },
       openCpuAdvantage: pairedOpen!.medianRatio,
       open: pairedOpen,
       floorCpuAdvantage: pairedFloor!.medianRatio,
@@ -457,6 +480,7 @@ async function main(): Promise<void> {
       `${ratios.endpointsVsBaseline.toFixed(3)}x baseline (rounds ${ratios.endpointsVsBaselineRange.join('-')})`,
     ),
   );
+  process.stdout.write(row('twin of fleet, no fleet', summary.twin, `${ratios.twinVsBaseline.toFixed(3)}x baseline`));
   process.stdout.write(
     row(
       'fleet, Redis up',
@@ -484,7 +508,7 @@ async function main(): Promise<void> {
   process.stdout.write(row('floor: bare Node 503', summary.floor, `${ratios.floorVsClosed.toFixed(2)}x closed`));
   process.stdout.write(`paired CPU ratio (baseline / closed, same time, same core): ${pairedClosed!.medianRatio}\n`);
   process.stdout.write(
-    `paired CPU ratio (baseline / fleet, same time, same core): ${pairedFleet!.medianRatio}; closed / fleet: ${round(median(fleetVsClosedCpu), 3)}\n`,
+    `paired CPU ratio (baseline / fleet, same time, same core): ${pairedFleet!.medianRatio}; twin without fleet / fleet: ${round(median(fleetVsClosedCpu), 3)}\n`,
   );
   process.stdout.write(`paired CPU ratio (closed / open, same time, same core): ${pairedOpen!.medianRatio}\n`);
   process.stdout.write(`paired CPU ratio (closed / floor, same time, same core): ${pairedFloor!.medianRatio}\n`);
@@ -525,7 +549,8 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 | circuit-proxy, circuit closed | ${s.closed.rps} | ${s.closed.p50ms} | ${s.closed.p99ms} | ${s.closed.cpuUsPerRequest} | ${s.closed.rssMB} | ${r.ratios.closedVsBaseline}x baseline |
 | circuit-proxy, closed, every policy set (none reached) | ${s.policies.rps} | ${s.policies.p50ms} | ${s.policies.p99ms} | ${s.policies.cpuUsPerRequest} | ${s.policies.rssMB} | ${r.ratios.policiesVsBaseline}x baseline |
 | circuit-proxy, closed, 3 endpoints (round-robin, outlier set, none ejected) | ${s.endpoints.rps} | ${s.endpoints.p50ms} | ${s.endpoints.p99ms} | ${s.endpoints.cpuUsPerRequest} | ${s.endpoints.rssMB} | ${r.ratios.endpointsVsBaseline}x baseline (per round ${r.ratios.endpointsVsBaselineRange.join(' to ')}) |
-| circuit-proxy, closed, \`fleet\` configured, Redis up (a second process) | ${s.fleet.rps} | ${s.fleet.p50ms} | ${s.fleet.p99ms} | ${s.fleet.cpuUsPerRequest} | ${s.fleet.rssMB} | ${r.ratios.fleetVsBaseline}x baseline (per round ${r.ratios.fleetVsBaselineRange.join(' to ')}) |
+| circuit-proxy, closed, one service, no fleet (the fleet process's twin) | ${s.twin.rps} | ${s.twin.p50ms} | ${s.twin.p99ms} | ${s.twin.cpuUsPerRequest} | ${s.twin.rssMB} | ${r.ratios.twinVsBaseline}x baseline |
+| circuit-proxy, closed, one service, \`fleet\` configured, Redis up | ${s.fleet.rps} | ${s.fleet.p50ms} | ${s.fleet.p99ms} | ${s.fleet.cpuUsPerRequest} | ${s.fleet.rssMB} | ${r.ratios.fleetVsBaseline}x baseline (per round ${r.ratios.fleetVsBaselineRange.join(' to ')}); ${r.ratios.fleetVsTwin}x its twin (per round ${r.ratios.fleetVsTwinRange.join(' to ')}) |
 | circuit-proxy, closed, retries configured, never needed | ${s.retries.rps} | ${s.retries.p50ms} | ${s.retries.p99ms} | ${s.retries.cpuUsPerRequest} | ${s.retries.rssMB} | ${r.ratios.retriesVsBaseline}x baseline (per round ${r.ratios.retriesVsBaselineRange.join(' to ')}) |
 | circuit-proxy, closed, a per-route match on every request | ${s.routes.rps} | ${s.routes.p50ms} | ${s.routes.p99ms} | ${s.routes.cpuUsPerRequest} | ${s.routes.rssMB} | ${r.ratios.routesVsBaseline}x baseline (per round ${r.ratios.routesVsBaselineRange.join(' to ')}) |
 | circuit-proxy, circuit open (503) | ${s.open.rps} | ${s.open.p50ms} | ${s.open.p99ms} | ${s.open.cpuUsPerRequest} | ${s.open.rssMB} | ${r.ratios.openVsClosed}x closed |
@@ -534,7 +559,7 @@ Re-run: \`${r.command}\` (defaults: 9 rounds of 4 s, 5 paired rounds of 5 s, 30 
 | floor: bare Node server, same 503 | ${s.floor.rps} | ${s.floor.p50ms} | ${s.floor.p99ms} | ${s.floor.cpuUsPerRequest} | ${s.floor.rssMB} | ${r.ratios.floorVsClosed}x closed |
 
 - Paired (baseline and closed circuit loaded at the same time on the same core, ${r.paired.rounds} rounds of ${r.paired.seconds} s, bench/paired.ts): CPU per request of the baseline divided by the closed circuit's, per round ${r.paired.closed.ratioToFirst.join(', ')}; median **${r.paired.closedCpuRatio}**. Likewise the open circuit (a second proxy process) against the closed one, CPU per request of the closed path divided by the open path's: ${r.paired.open.ratioToFirst.join(', ')}; median **${r.paired.openCpuAdvantage}**; and the floor (a third process, the same rounds) against the closed circuit: ${r.paired.floor.ratioToFirst.join(', ')}; median **${r.paired.floorCpuAdvantage}**. Steadier than req/s ratios across alternating rounds; the targets are defined on req/s.
-- Fleet (docs/fleet.md): a second circuit-proxy process with \`fleet\` configured and a local redis-server up, loaded at the same time as the baseline and the closed circuit on the same core (${r.paired.rounds} rounds of ${r.paired.seconds} s): CPU per request of the baseline divided by the fleet process's, per round ${r.paired.fleet.ratioToFirst.join(', ')}; median **${r.paired.fleetCpuRatio}**; of the closed circuit (no fleet) divided by the fleet process's: ${r.paired.fleet.closedOverFleet.join(', ')}; median **${r.paired.fleetVsClosedCpu}** (1.0: \`fleet\` costs a request nothing).
+- Fleet (docs/fleet.md): a circuit-proxy process with one service, \`fleet\` configured and a local redis-server up, and its twin (the same config without \`fleet\`, started at the same time), loaded at the same time as the baseline on the same core (${r.paired.rounds} rounds of ${r.paired.seconds} s): CPU per request of the baseline divided by the fleet process's, per round ${r.paired.fleet.ratioToFirst.join(', ')}; median **${r.paired.fleetCpuRatio}**; of the twin divided by the fleet process's: ${r.paired.fleet.twinOverFleet.join(', ')}; median **${r.paired.fleetVsClosedCpu}** (1.0: \`fleet\` costs a request nothing).
 - The floor (bench/floor.ts) is a bare \`http.createServer\` answering the open circuit's 503 with the same headers and body, and nothing else: what Node's HTTP server costs for that answer before any work of ours. The open path reached **${r.ratios.openVsFloor}x** the floor's req/s; the floor reached **${r.ratios.floorVsClosed}x** the closed circuit's, which bounds open/closed on this machine and Node.
 - Open circuit: ${r.openUpstreamConnections} upstream connections and requests during all open rounds.
 - Sustained: a fresh proxy process after ${r.sustained.seconds} s at 50 connections (closed, ${r.sustained.rps} req/s): RSS ${r.sustained.rssMB} MB.
