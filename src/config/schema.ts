@@ -17,6 +17,11 @@ function rule(message: string): { error: string } {
 
 const MAPPING = rule('must be a mapping');
 
+/** An integer from `min` to `max`, with the same message for every way a value misses it. */
+function intIn(min: number, max: number, message: string) {
+  return z.int(rule(message)).min(min, rule(message)).max(max, rule(message));
+}
+
 const DURATION_RULE = 'must be a duration such as 250ms, 5s, 1m or a number of milliseconds, from 1ms to 24d';
 
 /** `250ms`, `5s`, `1.5s`, `1m`, `1h`, or a bare number of milliseconds; milliseconds out. */
@@ -47,21 +52,14 @@ const threshold = z
   .meta({ description: 'Consecutive failures that open the circuit. Env CB_THRESHOLD overrides the defaults.', default: 3 });
 
 const PORT_RULE = 'must be an integer from 0 to 65535';
-const port = (description: string, defaultValue: number) =>
-  z.int(rule(PORT_RULE)).min(0, rule(PORT_RULE)).max(65535, rule(PORT_RULE)).meta({ description, default: defaultValue });
+const port = (description: string, defaultValue: number) => intIn(0, 65535, PORT_RULE).meta({ description, default: defaultValue });
 const host = (description: string) =>
   z.string(rule('must be a host name or IP address')).min(1, rule('must not be empty')).meta({ description });
 
 const STATUS_RULE = 'must be a list of HTTP statuses (100-599) or ranges such as 500-599';
 const STATUS_PATTERN = /^[1-5]\d\d(?:-[1-5]\d\d)?$/;
 const statusEntry = z
-  .union(
-    [
-      z.int(rule(STATUS_RULE)).min(100, rule(STATUS_RULE)).max(599, rule(STATUS_RULE)),
-      z.string(rule(STATUS_RULE)).regex(STATUS_PATTERN, rule(STATUS_RULE)),
-    ],
-    rule(STATUS_RULE),
-  )
+  .union([intIn(100, 599, STATUS_RULE), z.string(rule(STATUS_RULE)).regex(STATUS_PATTERN, rule(STATUS_RULE))], rule(STATUS_RULE))
   .transform((value, ctx): StatusRange => {
     const range = statusRange(value);
     if (range.from > range.to) {
@@ -228,12 +226,7 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const fallback = z
   .strictObject(
     {
-      status: z
-        .int(rule(STATUS_CODE_RULE))
-        .min(200, rule(STATUS_CODE_RULE))
-        .max(599, rule(STATUS_CODE_RULE))
-        .meta({ description: 'Status of the fallback answer.', default: 200 })
-        .optional(),
+      status: intIn(200, 599, STATUS_CODE_RULE).meta({ description: 'Status of the fallback answer.', default: 200 }).optional(),
       headers: z
         .record(z.string().regex(HEADER_NAME, rule('header names must be HTTP tokens')), z.string(rule('must be a string')), MAPPING)
         .meta({ description: 'Headers of the fallback answer, e.g. content-type.' })
@@ -389,20 +382,14 @@ function size(description: string, defaultValue: string) {
 
 const RETRY_ON_RULE = 'must be connect, reset, timeout or an HTTP status from 400 to 599';
 const retryOn = z.union(
-  [
-    z.enum(['connect', 'reset', 'timeout'], rule(RETRY_ON_RULE)),
-    z.int(rule(RETRY_ON_RULE)).min(400, rule(RETRY_ON_RULE)).max(599, rule(RETRY_ON_RULE)),
-  ],
+  [z.enum(['connect', 'reset', 'timeout'], rule(RETRY_ON_RULE)), intIn(400, 599, RETRY_ON_RULE)],
   rule(RETRY_ON_RULE),
 );
 const ATTEMPTS_RULE = 'must be an integer from 0 to 5';
 const retries = z
   .strictObject(
     {
-      attempts: z
-        .int(rule(ATTEMPTS_RULE))
-        .min(0, rule(ATTEMPTS_RULE))
-        .max(5, rule(ATTEMPTS_RULE))
+      attempts: intIn(0, 5, ATTEMPTS_RULE)
         .meta({ description: 'Extra attempts after the first; 0 turns retries off.', default: 2 })
         .optional(),
       on: z
@@ -534,11 +521,10 @@ const route = z
   .meta({ description: "Call settings for some requests of the service (docs/routes.md); the circuit stays the service's." });
 
 const CONNECTIONS_RULE = 'must be an integer from 1 to 1000000';
-const maxConnections = z
-  .int(rule(CONNECTIONS_RULE))
-  .min(1, rule(CONNECTIONS_RULE))
-  .max(1_000_000, rule(CONNECTIONS_RULE))
-  .meta({ description: 'Open client connections beyond this are refused.', default: 10_000 });
+const maxConnections = intIn(1, 1_000_000, CONNECTIONS_RULE).meta({
+  description: 'Open client connections beyond this are refused.',
+  default: 10_000,
+});
 
 const listen = z
   .strictObject(
@@ -592,10 +578,7 @@ const fleet = z
           default: ['open', 'trial'],
         })
         .optional(),
-      quorum: z
-        .int(rule(QUORUM_RULE))
-        .min(1, rule(QUORUM_RULE))
-        .max(1000, rule(QUORUM_RULE))
+      quorum: intIn(1, 1000, QUORUM_RULE)
         .meta({ description: 'Distinct sidecars that must open a service within one cooldown before the whole fleet does.', default: 1 })
         .optional(),
       sidecar: z
