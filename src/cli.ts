@@ -107,8 +107,10 @@ export async function run(argv: readonly string[]): Promise<void> {
   });
   const exit = (code: number): void => {
     process.exitCode = code;
-    // Listeners (servers) are closed by now; exit explicitly so stray keep-alive timers cannot hold us.
-    setImmediate(() => process.exit(code));
+    // Listeners (servers) are closed by now; exit explicitly so stray keep-alive timers cannot hold us,
+    // once stdout has taken all that was written: a pipe is written asynchronously, and exiting
+    // earlier cut `circuit-proxy schema | wc -c` at the pipe's 64 KiB.
+    process.stdout.write('', () => setImmediate(() => process.exit(code)));
   };
   try {
     await buildProgram(exit).parseAsync([...argv]);

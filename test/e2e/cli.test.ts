@@ -1,15 +1,15 @@
-import { hostname } from 'node:os';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, test, after } from 'node:test';
 import { NODE_FLAGS } from '../../src/runtime.js';
-import { json, listening, request, ROOT, runCli, spawnCli, startProxy, startUpstream } from '../helpers.js';
+import { BIN, json, listening, request, ROOT, runCli, spawnCli, startProxy, startUpstream } from '../helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,6 +39,13 @@ describe('CLI (docs/operations.md), the real bin', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, readFileSync(`${ROOT}config/proxy.schema.json`, 'utf8'));
     assert.equal((JSON.parse(r.stdout) as { $schema: string }).$schema, 'https://json-schema.org/draft/2020-12/schema');
+  });
+
+  test("schema through a shell pipe: all of it, not the pipe buffer's first 64 KiB", async () => {
+    const size = readFileSync(`${ROOT}config/proxy.schema.json`).length;
+    assert.ok(size > 65_536, 'the schema is larger than a pipe buffer');
+    const { stdout } = await promisify(execFile)('sh', ['-c', `"${process.execPath}" "${BIN}" schema | wc -c`]);
+    assert.equal(Number(stdout.trim()), size);
   });
 
   test('node runs with NODE_FLAGS whichever way the bin is started; the listening line says so', async () => {
