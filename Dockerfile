@@ -16,8 +16,10 @@ FROM ${NODE_IMAGE} AS runtime
 RUN apt-get update \
   && apt-get install -y --no-install-recommends tini \
   && rm -rf /var/lib/apt/lists/*
+# MALLOC_TRIM_THRESHOLD_ is src/runtime.ts's PROCESS_ENV, which says why; a test keeps it in step.
 ENV NODE_ENV=production \
-    CIRCUIT_PROXY_CONFIG=/etc/circuit-proxy/proxy.yaml
+    CIRCUIT_PROXY_CONFIG=/etc/circuit-proxy/proxy.yaml \
+    MALLOC_TRIM_THRESHOLD_=67108864
 WORKDIR /app
 COPY package.json package-lock.json ./
 # npm leaves a root-owned compile cache in /tmp that the node user could not write to.
@@ -33,5 +35,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
 # node directly under tini: npm/npx wrappers would not pass SIGTERM/SIGHUP on (docs/operations.md).
 # The Node flags are src/runtime.ts's NODE_FLAGS, which says why; a test keeps
 # this line in step.
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "--max-semi-space-size=16", "--disable-warning=DEP0060", "/app/bin/circuit-proxy.js"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--no-memory-reducer", "--max-semi-space-size=16", "--initial-old-space-size=64", "--disable-warning=DEP0060", "/app/bin/circuit-proxy.js"]
 CMD ["serve"]

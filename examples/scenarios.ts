@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../src/runtime.js';
+import { NODE_FLAGS, PROCESS_ENV } from '../src/runtime.js';
 import { createMakeOrder } from './make-order/app.js';
 import { DemoService, SERVICE_NAMES } from './demo/services.js';
 
@@ -19,7 +19,7 @@ const services = SERVICE_NAMES.map((n) => new DemoService(n));
 for (const s of services) await s.start();
 const product = services.find((s) => s.name === 'product')!;
 
-const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, CB_THRESHOLD: '3', CB_COOLDOWN_SECONDS: COOLDOWN_SECONDS };
+const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, ...PROCESS_ENV, CB_THRESHOLD: '3', CB_COOLDOWN_SECONDS: COOLDOWN_SECONDS };
 for (const s of services) env[`${s.name.toUpperCase()}_URL`] = `http://127.0.0.1:${s.port}`;
 const proxy = spawn(
   process.execPath,

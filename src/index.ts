@@ -7,4 +7,4 @@ export type { BreakerSnapshot } from './upstream/service.js';
 export type { FailureReason, UpstreamOutcome } from './outcome.js';
 export type { Completed, Outcome } from './proxy/call.js';
 export { createLogger } from './log.js';
-export { NODE_FLAGS } from './runtime.js';
+export { NODE_FLAGS, PROCESS_ENV } from './runtime.js';

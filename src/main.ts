@@ -5,7 +5,7 @@ import { percent } from './policy/rules.js';
 import { ConfigError, ExitCode } from './errors.js';
 import { createLogger } from './log.js';
 import type { LevelWithSilent } from 'pino';
-import { maxSemiSpaceMB, memoryReducerOn } from './runtime.js';
+import { initialOldSpaceMB, maxSemiSpaceMB, memoryReducerOn } from './runtime.js';
 import { CircuitProxy } from './server.js';
 import { table } from './table.js';
 
@@ -66,6 +66,10 @@ export async function serve(opts: ServeOptions): Promise<number> {
       memoryReducer: memoryReducerOn(),
       // 16 as shipped; null means V8 sizes the young generation itself (up to 64 MB on Node 24).
       maxSemiSpaceMB: maxSemiSpaceMB() ?? null,
+      // 64 as shipped; null: V8 may set the old generation's limit as low as it likes (docs/operations.md).
+      initialOldSpaceMB: initialOldSpaceMB() ?? null,
+      // 67108864 as shipped (PROCESS_ENV); null: glibc's default, which slows streaming (docs/operations.md).
+      mallocTrimThreshold: process.env.MALLOC_TRIM_THRESHOLD_ ?? null,
     },
     `circuit-proxy listening on ${config.listen.host}:${addresses.port} (admin ${config.admin.host}:${addresses.adminPort})`,
   );

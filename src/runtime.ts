@@ -20,12 +20,41 @@
  * pod's memory should be sized (a Node 24 process is still about 25 MB bigger to begin with).
  * Measured: docs/performance-notes.md, "Node 24 memory".
  *
+ * `--initial-old-space-size=64`: V8 never sets its old generation's collection limit below 64 MB.
+ * While a large body streams, every socket read is a fresh 64 KiB buffer outside the heap, and V8
+ * counts such memory allocated since its last full collection against that limit. Our old
+ * generation (about 16 MB live: above V8's 8 MB threshold for incremental marking, which a bare
+ * http-proxy's 5 MB stays below) got a limit only 12-24 MB above it from a full collection taken
+ * mid-stream, and from then on every young collection found the limit reached: a full collection
+ * every 30-50 ms, a third more CPU per byte, for as long as the process streamed (the streaming
+ * bench's "slow mode"). With the floor, none. Measured: docs/performance-notes.md, "Streaming".
+ *
  * `--disable-warning=DEP0060`: http-proxy 1.18.1 calls `util._extend` on every request, a runtime
  * deprecation since Node 22: the first proxied request would print a DeprecationWarning, a non-JSON
  * line in a sidecar's logs (http-proxy #1715, fixed upstream but never released). The flag silences
  * that one warning and nothing else (Node >= 20.11).
  */
-export const NODE_FLAGS: readonly string[] = ['--no-memory-reducer', '--max-semi-space-size=16', '--disable-warning=DEP0060'];
+export const NODE_FLAGS: readonly string[] = [
+  '--no-memory-reducer',
+  '--max-semi-space-size=16',
+  '--initial-old-space-size=64',
+  '--disable-warning=DEP0060',
+];
+
+/**
+ * The environment circuit-proxy runs with, beside NODE_FLAGS (the bin's shebang, the Dockerfile's
+ * `ENV`, the demo, the tests and the bench set it): what the C library reads once, at process start.
+ *
+ * `MALLOC_TRIM_THRESHOLD_=67108864`: glibc keeps up to 64 MiB of freed memory at the top of its
+ * heap instead of handing it back to the kernel. A streamed body's 64 KiB read buffers are freed in
+ * bursts of about 32 MB (one young collection's worth); with glibc's default (128 KiB, raised only
+ * after some large block happens to be freed) each burst went back to the kernel and the next
+ * 32 MB came back as fresh pages, hundreds of page faults per MiB moved, the kernel zeroing every
+ * page: up to twice the CPU per byte, in whichever process had not raised its threshold by chance.
+ * The memory stays the process's and is reused by the next reads. Measured:
+ * docs/performance-notes.md, "Streaming". (musl and other C libraries ignore it.)
+ */
+export const PROCESS_ENV: Readonly<Record<string, string>> = { MALLOC_TRIM_THRESHOLD_: String(64 * 2 ** 20) };
 
 /** Whether V8's memory reducer is on for a process started with `execArgv` (the last flag wins). */
 export function memoryReducerOn(execArgv: readonly string[] = process.execArgv): boolean {
@@ -46,15 +75,21 @@ export function maxSemiSpaceMB(
   execArgv: readonly string[] = process.execArgv,
   nodeOptions = process.env.NODE_OPTIONS ?? '',
 ): number | undefined {
-  return lastSemiSpace(execArgv) ?? lastSemiSpace(nodeOptions.split(/\s+/).filter(Boolean));
+  return lastNumber(execArgv, '--max-semi-space-size') ?? lastNumber(nodeOptions.split(/\s+/).filter(Boolean), '--max-semi-space-size');
 }
 
-function lastSemiSpace(args: readonly string[]): number | undefined {
+/** The old generation's floor in MB (`--initial-old-space-size`, the last one on the command line); undefined when unset. */
+export function initialOldSpaceMB(execArgv: readonly string[] = process.execArgv): number | undefined {
+  return lastNumber(execArgv, '--initial-old-space-size');
+}
+
+/** The last value of a numeric V8 flag in `args` (`--flag=N` or `--flag N`; underscores count as dashes). */
+function lastNumber(args: readonly string[], flag: string): number | undefined {
   let found: number | undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!.replaceAll('_', '-');
-    if (a.startsWith('--max-semi-space-size=')) found = Number(a.slice('--max-semi-space-size='.length));
-    else if (a === '--max-semi-space-size' && i + 1 < args.length) found = Number(args[++i]);
+    if (a.startsWith(`${flag}=`)) found = Number(a.slice(flag.length + 1));
+    else if (a === flag && i + 1 < args.length) found = Number(args[++i]);
   }
   return found;
 }

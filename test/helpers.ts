@@ -17,7 +17,7 @@ import { delimiter, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/load.js';
 import { createLogger, type Logger } from '../src/log.js';
-import { NODE_FLAGS } from '../src/runtime.js';
+import { NODE_FLAGS, PROCESS_ENV } from '../src/runtime.js';
 import { CircuitProxy, type ProxyOptions } from '../src/server.js';
 import type { BreakerState } from '../src/circuit/circuit.js';
 
@@ -216,15 +216,20 @@ export const listening = (l: Record<string, unknown>): boolean => typeof l.msg =
 
 /**
  * Runs the real `circuit-proxy` bin as a child process, parsing its JSON log lines: `node
- * <nodeFlags> bin/circuit-proxy.js`, or with `'shebang'` the bin itself, as `npx circuit-proxy`
- * runs it (this test's node first on PATH).
+ * <nodeFlags> bin/circuit-proxy.js` with PROCESS_ENV (as the Dockerfile and the demo start it), or
+ * with `'shebang'` the bin itself, as `npx circuit-proxy` runs it (this test's node first on PATH;
+ * the shebang sets PROCESS_ENV itself).
  */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, nodeFlags: readonly string[] | 'shebang' = NODE_FLAGS): Cli {
   const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
   const child =
     nodeFlags === 'shebang'
       ? spawn(BIN, args, { cwd: ROOT, env: { PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`, ...env }, stdio })
-      : spawn(process.execPath, [...nodeFlags, BIN, ...args], { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio });
+      : spawn(process.execPath, [...nodeFlags, BIN, ...args], {
+          cwd: ROOT,
+          env: { PATH: process.env.PATH, ...PROCESS_ENV, ...env },
+          stdio,
+        });
   const lines: Array<Record<string, unknown>> = [];
   const bus = new EventEmitter();
   let buf = '';
@@ -279,7 +284,7 @@ export async function runCli(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [...NODE_FLAGS, BIN, ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, ...env },
+    env: { PATH: process.env.PATH, ...PROCESS_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

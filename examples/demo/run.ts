@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
-import { NODE_FLAGS } from '../../src/runtime.js';
+import { NODE_FLAGS, PROCESS_ENV } from '../../src/runtime.js';
 import { createMakeOrder } from '../make-order/app.js';
 import { DemoService, SERVICE_NAMES, type ServiceName } from './services.js';
 
@@ -73,7 +73,7 @@ if (fleet) {
 writeFileSync(join(configDir, 'proxy.yaml'), config.toString());
 const sidecar = (id: string, extra: string[]): ChildProcess =>
   spawn(process.execPath, [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--config', join(configDir, 'proxy.yaml'), ...extra], {
-    env: { ...env, SIDECAR_ID: id },
+    env: { ...env, ...PROCESS_ENV, SIDECAR_ID: id },
     stdio: 'inherit',
     detached: true,
   }); // own process group: Ctrl-C reaches only us, we forward one SIGTERM

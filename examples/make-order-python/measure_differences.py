@@ -19,7 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-NODE_FLAGS = ["--no-memory-reducer", "--max-semi-space-size=16", "--disable-warning=DEP0060"]
+NODE_FLAGS = ["--no-memory-reducer", "--max-semi-space-size=16", "--initial-old-space-size=64", "--disable-warning=DEP0060"]
+# And the environment (src/runtime.ts, PROCESS_ENV).
+PROCESS_ENV = {"MALLOC_TRIM_THRESHOLD_": "67108864"}
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -86,6 +88,7 @@ def start_proxy(upstream: str, config_path: str):
     proc = subprocess.Popen(
         ["node", *NODE_FLAGS, os.path.join(ROOT, "bin", "circuit-proxy.js"), "serve", "--config", config_path],
         stdout=subprocess.PIPE,
+        env={**os.environ, **PROCESS_ENV},
         text=True,
     )
     proc_env = None

@@ -53,20 +53,29 @@ describe('CLI (docs/operations.md), the real bin', () => {
       'flags.yaml',
       'listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices: {product: {url: "http://127.0.0.1:1"}}\n',
     );
-    const flags = async (nodeFlags: readonly string[] | 'shebang'): Promise<unknown> => {
-      const cli = spawnCli(['serve', '--config', cfg], {}, nodeFlags);
+    const flags = async (nodeFlags: readonly string[] | 'shebang', env: NodeJS.ProcessEnv = {}): Promise<unknown> => {
+      const cli = spawnCli(['serve', '--config', cfg], env, nodeFlags);
       try {
         const line = await cli.waitLine(listening);
-        return { memoryReducer: line.memoryReducer, maxSemiSpaceMB: line.maxSemiSpaceMB };
+        return {
+          memoryReducer: line.memoryReducer,
+          maxSemiSpaceMB: line.maxSemiSpaceMB,
+          initialOldSpaceMB: line.initialOldSpaceMB,
+          mallocTrimThreshold: line.mallocTrimThreshold,
+        };
       } finally {
         cli.child.kill('SIGTERM');
         await cli.exit;
       }
     };
-    const shipped = { memoryReducer: false, maxSemiSpaceMB: 16 };
+    const shipped = { memoryReducer: false, maxSemiSpaceMB: 16, initialOldSpaceMB: 64, mallocTrimThreshold: '67108864' };
     assert.deepEqual(await flags('shebang'), shipped, 'bin/circuit-proxy.js run directly (npx, PATH)');
     assert.deepEqual(await flags(NODE_FLAGS), shipped, 'node <NODE_FLAGS> bin/circuit-proxy.js (Dockerfile, demo, bench)');
-    assert.deepEqual(await flags([]), { memoryReducer: true, maxSemiSpaceMB: null }, 'plain node: reported, not hidden');
+    assert.deepEqual(
+      await flags([], { MALLOC_TRIM_THRESHOLD_: undefined }),
+      { memoryReducer: true, maxSemiSpaceMB: null, initialOldSpaceMB: null, mallocTrimThreshold: null },
+      'plain node: reported, not hidden',
+    );
   });
 
   test('bad usage exits 2', async () => {

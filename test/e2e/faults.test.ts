@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { ServerResponse } from 'node:http';
-import { concurrent, json, request, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers.js';
+import { concurrent, json, request, startProxy, startUpstream, until, type RunningProxy, type Upstream } from '../helpers.js';
 
 /** Requests to `/held` wait here until the test releases them. */
 const held: Array<() => void> = [];
@@ -350,6 +350,83 @@ describe('a client that reads slowly', () => {
       assert.equal(wrong, 0);
       assert.equal(p.proxy.registry.get('product')!.circuit.consecutiveFailures, 0);
       assert.equal(p.logs.find((l) => (l.level as number) >= 40).length, 0, 'no failure logged');
+    } finally {
+      await p.close();
+    }
+  });
+});
+
+describe('an upstream that reads an upload slowly', () => {
+  const TOTAL = 32 * 1024 * 1024;
+  const CHUNK = 64 * 1024;
+  let up: Upstream;
+  /** The upstream's request stream, paused until the test lets it read. */
+  let incoming: IncomingMessage | undefined;
+  let arrived: (req: IncomingMessage) => void = () => undefined;
+  before(async () => {
+    up = await startUpstream((req, res) => {
+      req.pause();
+      incoming = req;
+      arrived(req);
+      let received = 0;
+      let wrong = 0;
+      req.on('data', (c: Buffer) => {
+        for (let i = 0; i < c.length; i += 4096) if (c[i] !== Math.floor((received + i) / CHUNK) % 251) wrong += 1;
+        received += c.length;
+      });
+      req.on('end', () => res.end(JSON.stringify({ received, wrong })));
+    });
+  });
+  after(() => up.close());
+
+  test('holds the client back (back-pressure), several pauses in a row, and passes every byte in order', async () => {
+    // bodyIdleTimeout far below the upstream's pauses: bytes queued for an upstream that will not
+    // take them are the upstream's to answer for only when nothing moves at all (docs/behaviour.md).
+    const p = await startProxy(`defaults: { bodyIdleTimeout: 5s }\nservices:\n  product:\n    url: ${up.url}\n`);
+    try {
+      let written = 0;
+      const got = new Promise<IncomingMessage>((resolve) => (arrived = resolve));
+      const reply = new Promise<string>((resolve, reject) => {
+        const req = httpRequest(
+          { host: '127.0.0.1', port: p.port, path: '/svc/product/upload', method: 'PUT', agent: false },
+          (res: IncomingMessage) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve(body));
+          },
+        );
+        req.on('error', reject);
+        const more = (): void => {
+          while (written < TOTAL) {
+            const chunk = Buffer.alloc(CHUNK, (written / CHUNK) % 251);
+            written += CHUNK;
+            if (!req.write(chunk)) return void req.once('drain', more);
+          }
+          req.end();
+        };
+        more();
+      });
+      const req = await got;
+      // Three times: the client stops once the buffers between it and the paused upstream are
+      // full, and moves again when the upstream reads.
+      for (let round = 0; round < 3; round++) {
+        let last = -1;
+        for (let quiet = 0; quiet < 6;) {
+          await new Promise((r) => setTimeout(r, 25));
+          quiet = written === last ? quiet + 1 : 0;
+          last = written;
+        }
+        assert.ok(written < TOTAL, `round ${round}: the client wrote everything: nothing held it back`);
+        const held = written;
+        // The upstream reads until the client has moved again (the pause reached it through the proxy).
+        req.resume();
+        await until(() => written > held, `round ${round}: the client moved again once the upstream read`, 10_000);
+        req.pause();
+      }
+      incoming!.resume();
+      const body = JSON.parse(await reply) as { received: number; wrong: number };
+      assert.deepEqual(body, { received: TOTAL, wrong: 0 });
+      assert.equal(p.proxy.registry.get('product')!.circuit.consecutiveFailures, 0);
     } finally {
       await p.close();
     }

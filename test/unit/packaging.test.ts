@@ -13,7 +13,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { BUILTIN } from '../../src/config/types.js';
-import { NODE_FLAGS } from '../../src/runtime.js';
+import { NODE_FLAGS, PROCESS_ENV } from '../../src/runtime.js';
 import { SERVICE_NAMES } from '../../examples/demo/services.js';
 import { ROOT, startUpstream } from '../helpers.js';
 
@@ -72,6 +72,7 @@ describe('Dockerfile', () => {
       .map((i) => i.args)
       .join(' ');
     assert.match(env, /CIRCUIT_PROXY_CONFIG=\/etc\/circuit-proxy\/proxy\.yaml/);
+    for (const [k, v] of Object.entries(PROCESS_ENV)) assert.ok(env.split(/\s+/).includes(`${k}=${v}`), `ENV ${k}=${v} (PROCESS_ENV)`);
     assert.ok(runtime.some((i) => i.op === 'COPY' && i.args === 'config/proxy.yaml /etc/circuit-proxy/proxy.yaml'));
     const health = runtime.find((i) => i.op === 'HEALTHCHECK')!.args;
     assert.ok(health.includes(`http://127.0.0.1:${ADMIN}/healthz`), health);
@@ -89,8 +90,9 @@ describe('Dockerfile', () => {
   });
 });
 
-test('the bin, run directly, starts node with NODE_FLAGS (shebang; `env -S` splits them)', () => {
-  assert.equal(read('bin/circuit-proxy.js').split('\n')[0], `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
+test('the bin, run directly, starts node with PROCESS_ENV and NODE_FLAGS (shebang; `env -S` splits them)', () => {
+  const env = Object.entries(PROCESS_ENV).map(([k, v]) => `${k}=${v}`);
+  assert.equal(read('bin/circuit-proxy.js').split('\n')[0], `#!/usr/bin/env -S ${env.join(' ')} node ${NODE_FLAGS.join(' ')}`);
 });
 
 describe('docker-compose.yml', () => {
