@@ -10,7 +10,9 @@
  *   git worktree add /tmp/before <commit> && (cd /tmp/before && npm ci)
  *   npm run build && node dist/bench/paired.js /tmp/before .
  *
- * Each argument is a built circuit-proxy checkout; the first proxy is always this checkout's bare
+ * Each argument is a built circuit-proxy checkout, optionally with Node flags for its process
+ * (`.@--max-semi-space-size=4`: after the shipped NODE_FLAGS, so they win; several joined by
+ * commas); the first proxy is always this checkout's bare
  * http-proxy baseline. With BENCH_PAIRED_PATH=open the open circuit is compared instead (a
  * service forced open through the admin API), and the reference is the floor (bench/floor.ts, a
  * bare Node server answering the same 503). Rounds: BENCH_PAIRED_ROUNDS (default 8) of
@@ -87,12 +89,14 @@ async function main(dirs: string[]): Promise<void> {
     'paired',
     `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  ${service}:\n    url: ${upUrl}\n`,
   );
-  for (const dir of dirs) {
-    const cp = start(0, [join(resolve(dir), 'bin/circuit-proxy.js'), 'serve', '--config', cfg, '--log-level', 'info']);
+  for (const arg of dirs) {
+    // `<checkout>@<flag>,<flag>`: Node flags for that process only, after NODE_FLAGS (so they win).
+    const [dir, flags] = arg.includes('@') ? [arg.slice(0, arg.indexOf('@')), arg.slice(arg.indexOf('@') + 1).split(',')] : [arg, []];
+    const cp = start(0, [...flags, join(resolve(dir), 'bin/circuit-proxy.js'), 'serve', '--config', cfg, '--log-level', 'info']);
     const { port, adminPort } = await listeningPorts(cp);
     if (open) await forceOpen(adminPort, service);
     targets.push({
-      name: `circuit-proxy ${dir} (${open ? 'open' : 'closed'})`,
+      name: `circuit-proxy ${arg} (${open ? 'open' : 'closed'})`,
       pid: cp.pid!,
       url: `http://127.0.0.1:${port}/svc/${service}/items/1`,
     });

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../src/runtime.js';
+import { NODE_FLAGS, PROCESS_ENV } from '../src/runtime.js';
 import { listeningPorts } from './child.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -41,6 +41,7 @@ writeFileSync(
   `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\ndefaults: {threshold: 5, cooldown: 200ms, timeout: 1s}\nservices:\n  product:\n    url: http://127.0.0.1:${upPort}\n  stable:\n    url: http://127.0.0.1:${upPort}\n`,
 );
 const child = spawn(process.execPath, [...NODE_FLAGS, `${ROOT}bin/circuit-proxy.js`, 'serve', '--config', cfg], {
+  env: { ...process.env, ...PROCESS_ENV },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const ports = await listeningPorts(child); // and the rest of its log is read and dropped

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../src/runtime.js';
+import { NODE_FLAGS, PROCESS_ENV } from '../src/runtime.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const has = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -38,14 +38,14 @@ export function cleanUp(): void {
 
 /**
  * Starts `node <args>`, pinned to `core` when taskset exists; stdout is piped (JSON log lines).
- * Every Node process of the bench (upstream, baseline, circuit-proxy) runs with the flags
- * circuit-proxy ships with (src/runtime.ts), so no process is measured under V8 settings the
- * others do not have.
+ * Every Node process of the bench (upstream, baseline, circuit-proxy) runs with the flags and the
+ * environment circuit-proxy ships with (NODE_FLAGS and PROCESS_ENV, src/runtime.ts), so no process
+ * is measured under V8 or C library settings the others do not have.
  */
 export function start(core: number, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const node = [NODE, ...NODE_FLAGS, ...args];
   const cmd = TASKSET ? ['taskset', '-c', String(core), ...node] : node;
-  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...PROCESS_ENV, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return child;
 }
