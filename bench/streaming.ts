@@ -225,7 +225,7 @@ function client(mode: 'get' | 'put', url: string, bytes: number, count = 1): Pro
   const node = [NODE, ...NODE_FLAGS, `${ROOT}dist/bench/stream-client.js`, mode, url, String(bytes), String(count)];
   const cmd = TASKSET ? ['taskset', '-c', '1', ...node] : node;
   return new Promise((resolve, reject) => {
-    const c = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...PROCESS_ENV }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(cmd[0]!, cmd.slice(1), { env: { ...PROCESS_ENV, ...process.env }, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
     c.on('exit', (code) =>

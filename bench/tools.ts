@@ -40,12 +40,13 @@ export function cleanUp(): void {
  * Starts `node <args>`, pinned to `core` when taskset exists; stdout is piped (JSON log lines).
  * Every Node process of the bench (upstream, baseline, circuit-proxy) runs with the flags and the
  * environment circuit-proxy ships with (NODE_FLAGS and PROCESS_ENV, src/runtime.ts), so no process
- * is measured under V8 or C library settings the others do not have.
+ * is measured under V8 or C library settings the others do not have. A variable of PROCESS_ENV set
+ * in the bench's own environment wins, for all of them (an experiment's override).
  */
 export function start(core: number, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const node = [NODE, ...NODE_FLAGS, ...args];
   const cmd = TASKSET ? ['taskset', '-c', String(core), ...node] : node;
-  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...PROCESS_ENV, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...PROCESS_ENV, ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return child;
 }
