@@ -23,11 +23,12 @@
  * `--initial-old-space-size=64`: V8 never sets its old generation's collection limit below 64 MB.
  * While a large body streams, every socket read is a fresh 64 KiB buffer outside the heap, and V8
  * counts such memory allocated since its last full collection against that limit. Our old
- * generation (about 16 MB live: above V8's 8 MB threshold for incremental marking, which a bare
- * http-proxy's 5 MB stays below) got a limit only 12-24 MB above it from a full collection taken
- * mid-stream, and from then on every young collection found the limit reached: a full collection
- * every 30-50 ms, a third more CPU per byte, for as long as the process streamed (the streaming
- * bench's "slow mode"). With the floor, none. Measured: docs/performance-notes.md, "Streaming".
+ * generation (about 16 MB live, above V8's 8 MB threshold for incremental marking, which a bare
+ * http-proxy stays below) got a limit only a few MB above it from a full collection taken
+ * mid-stream, and from then on nearly every young collection was followed by a full one, for as
+ * long as the process streamed (the streaming bench's "slow mode"). With the floor, none. The
+ * cost: under request load garbage accumulates to 64 MB before the first full collection.
+ * Measured: docs/performance-notes.md, "Streaming".
  *
  * `--disable-warning=DEP0060`: http-proxy 1.18.1 calls `util._extend` on every request, a runtime
  * deprecation since Node 22: the first proxied request would print a DeprecationWarning, a non-JSON
@@ -47,10 +48,10 @@ export const NODE_FLAGS: readonly string[] = [
  *
  * `MALLOC_TRIM_THRESHOLD_=67108864`: glibc keeps up to 64 MiB of freed memory at the top of its
  * heap instead of handing it back to the kernel. A streamed body's 64 KiB read buffers are freed in
- * bursts of about 32 MB (one young collection's worth); with glibc's default (128 KiB, raised only
- * after some large block happens to be freed) each burst went back to the kernel and the next
- * 32 MB came back as fresh pages, hundreds of page faults per MiB moved, the kernel zeroing every
- * page: up to twice the CPU per byte, in whichever process had not raised its threshold by chance.
+ * bursts, one young collection's worth at a time; with glibc's default (128 KiB, raised only after
+ * some large block happens to be freed) each burst went back to the kernel and the next reads came
+ * back as fresh pages, hundreds of page faults per MiB moved, the kernel zeroing every page: up to
+ * twice the CPU per byte, in whichever process had not raised its threshold by chance.
  * The memory stays the process's and is reused by the next reads. Measured:
  * docs/performance-notes.md, "Streaming". (musl and other C libraries ignore it.)
  */

@@ -4,9 +4,11 @@
  * (`@redis/client`, the client Redis maintains). Every command has a deadline and nothing is
  * queued while disconnected, so a Redis that is down, slow or silent costs a request nothing:
  * the fleet is told `connected: false` and each sidecar works alone until Redis answers again.
+ * node-redis is loaded when the fleet starts, not before: a proxy without `fleet` never holds its
+ * 5 MB of code in its heap (docs/performance-notes.md, "Streaming").
  */
 import { EventEmitter } from 'node:events';
-import { createClient, type RedisClientType } from '@redis/client';
+import type { RedisClientType } from '@redis/client';
 import type { Logger } from '../log.js';
 import { redactUrl } from '../config/types.js';
 import type { ClaimResult, FleetTransport, TransportEvents } from './fleet.js';
@@ -29,8 +31,9 @@ export function reconnectDelay(retries: number, random: () => number = Math.rand
 }
 
 export class RedisTransport extends EventEmitter<TransportEvents> implements FleetTransport {
-  private readonly pub: RedisClientType;
-  private readonly sub: RedisClientType;
+  /** Both made by start(), once node-redis is loaded. */
+  private pub: RedisClientType | undefined;
+  private sub: RedisClientType | undefined;
   /** The last PING (or command) answered in time. */
   private answering = true;
   private health: NodeJS.Timeout | undefined;
@@ -41,19 +44,49 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
   private readonly options = { timeout: COMMAND_DEADLINE_MS, rejectInFlight: true } as const;
 
   constructor(
-    url: string,
+    private readonly url: string,
     private readonly channel: string,
     private readonly log: Logger,
   ) {
     super();
-    const options = {
-      url,
-      disableOfflineQueue: true,
-      socket: { connectTimeout: COMMAND_DEADLINE_MS, reconnectStrategy: (retries: number) => reconnectDelay(retries) },
-    };
-    this.pub = createClient(options);
-    this.sub = createClient(options);
-    for (const c of [this.pub, this.sub]) {
+  }
+
+  get connected(): boolean {
+    return !this.closing && this.answering && this.pub?.isReady === true && this.sub?.isReady === true;
+  }
+
+  start(): void {
+    // Neither the import nor a connect is awaited by anyone: the proxy serves from the start, fleet or not.
+    import('@redis/client').then(
+      ({ createClient }) => {
+        if (this.closing) return;
+        const options = {
+          url: this.url,
+          disableOfflineQueue: true,
+          socket: { connectTimeout: COMMAND_DEADLINE_MS, reconnectStrategy: (retries: number) => reconnectDelay(retries) },
+        };
+        this.connect(createClient(options), createClient(options));
+      },
+      (err: unknown) => {
+        this.log.error({ err: (err as Error).message }, 'fleet: the Redis client would not load');
+        this.failedOnce = true;
+        this.update();
+      },
+    );
+    this.health = setInterval(() => void this.ping(), HEALTH_EVERY_MS);
+    this.health.unref();
+    // A Redis that accepts and never finishes the handshake raises no error: not reachable, said once.
+    setTimeout(() => {
+      this.failedOnce = true;
+      this.update();
+    }, HANDSHAKE_WAIT_MS).unref();
+  }
+
+  private connect(pub: RedisClientType, sub: RedisClientType): void {
+    this.pub = pub;
+    this.sub = sub;
+    const url = this.url;
+    for (const c of [pub, sub]) {
       // node-redis emits an error for every failed (re)connect: the fleet logs the loss once.
       c.on('error', (err: Error) => {
         this.log.debug({ err: err.message, redis: redactUrl(url) }, 'fleet: redis error');
@@ -64,30 +97,15 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
       c.on('end', () => this.update());
       c.on('reconnecting', () => this.update());
     }
-  }
-
-  get connected(): boolean {
-    return !this.closing && this.answering && this.pub.isReady && this.sub.isReady;
-  }
-
-  start(): void {
-    // Neither connect is awaited by anyone: the proxy serves from the start, fleet or not.
-    this.pub.connect().catch(() => this.update());
-    this.sub
+    pub.connect().catch(() => this.update());
+    sub
       .connect()
-      .then(() => this.sub.subscribe(this.channel, (text) => this.emit('message', text)))
+      .then(() => sub.subscribe(this.channel, (text) => this.emit('message', text)))
       .catch(() => this.update());
-    this.health = setInterval(() => void this.ping(), HEALTH_EVERY_MS);
-    this.health.unref();
-    // A Redis that accepts and never finishes the handshake raises no error: not reachable, said once.
-    setTimeout(() => {
-      this.failedOnce = true;
-      this.update();
-    }, HANDSHAKE_WAIT_MS).unref();
   }
 
   async publish(text: string): Promise<boolean> {
-    if (!this.connected) return false;
+    if (!this.connected || this.pub === undefined) return false;
     try {
       await this.pub.sendCommand(['PUBLISH', this.channel, text], this.options);
       return true;
@@ -98,13 +116,14 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
   }
 
   async claim(key: string, value: string, ttlMs: number): Promise<ClaimResult> {
-    if (!this.connected) throw new Error('fleet: not connected');
+    const pub = this.pub;
+    if (!this.connected || pub === undefined) throw new Error('fleet: not connected');
     try {
-      const set = await this.pub.sendCommand<string | null>(['SET', key, value, 'NX', 'PX', String(ttlMs)], this.options);
+      const set = await pub.sendCommand<string | null>(['SET', key, value, 'NX', 'PX', String(ttlMs)], this.options);
       if (set === 'OK') return { taken: true };
       const [holder, ttl] = await Promise.all([
-        this.pub.sendCommand<string | null>(['GET', key], this.options),
-        this.pub.sendCommand<number>(['PTTL', key], this.options),
+        pub.sendCommand<string | null>(['GET', key], this.options),
+        pub.sendCommand<number>(['PTTL', key], this.options),
       ]);
       return { taken: false, holder: holder ?? '?', ttlMs: ttl > 0 ? ttl : 0 };
     } catch (err) {
@@ -114,7 +133,7 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
   }
 
   release(key: string, value: string): void {
-    if (!this.connected) return; // it lapses by its TTL
+    if (!this.connected || this.pub === undefined) return; // it lapses by its TTL
     this.pub.sendCommand(['EVAL', RELEASE_SCRIPT, '1', key, value], this.options).catch(() => this.silent());
   }
 
@@ -124,6 +143,7 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
     // A client still reconnecting is destroyed: closing would wait for a Redis that is not there.
     await Promise.all(
       [this.pub, this.sub].map((c) => {
+        if (c === undefined) return Promise.resolve();
         if (c.isReady) return c.close().catch(() => c.destroy());
         if (c.isOpen) c.destroy();
         return Promise.resolve();
@@ -132,9 +152,10 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
   }
 
   private async ping(): Promise<void> {
-    if (this.closing || !this.pub.isReady) return;
+    const pub = this.pub;
+    if (this.closing || pub?.isReady !== true) return;
     try {
-      await this.pub.sendCommand(['PING'], this.options);
+      await pub.sendCommand(['PING'], this.options);
       this.answering = true;
     } catch {
       this.answering = false;
