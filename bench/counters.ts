@@ -22,7 +22,8 @@ import { Socket } from 'node:net';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
 
-interface Side {
+/** One side's totals since start (what a snapshot line carries; bench/streaming.ts reads it). */
+export interface Side {
   readEvents: number;
   readBytes: number;
   writeCalls: number;

@@ -13,28 +13,15 @@
  * here come after NODE_FLAGS (so they win), e.g. `--initial-old-space-size=16`. An environment
  * variable set for this script reaches the proxy too, e.g. `MALLOC_TRIM_THRESHOLD_=131072`.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { firstLine, listeningPorts } from './child.js';
-import { NODE_FLAGS, PROCESS_ENV } from '../src/runtime.js';
-import { cleanUp, NODE, NODE_VERSION, ROOT, start, TASKSET, tempFile } from './tools.js';
+import { PROCESS_ENV } from '../src/runtime.js';
+import { client } from './streaming.js';
+import { cleanUp, NODE_VERSION, ROOT, start, tempFile } from './tools.js';
 
 const DOWNLOADS = Number(process.env.GC_TRACE_DOWNLOADS ?? 3);
 const MB = Number(process.env.GC_TRACE_MB ?? 256);
 const [kind, ...extra] = process.argv.slice(2);
-
-function download(url: string, bytes: number): Promise<number> {
-  const node = [NODE, ...NODE_FLAGS, `${ROOT}dist/bench/stream-client.js`, 'get', url, String(bytes)];
-  const cmd = TASKSET ? ['taskset', '-c', '1', ...node] : node;
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd[0]!, cmd.slice(1), { env: { ...PROCESS_ENV, ...process.env }, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    c.on('exit', (code) =>
-      code === 0 ? resolve((JSON.parse(out) as { seconds: number }).seconds) : reject(new Error(`stream-client exited ${code}`)),
-    );
-  });
-}
 
 async function main(): Promise<void> {
   if (kind !== 'proxy' && kind !== 'baseline') {
@@ -64,7 +51,7 @@ async function main(): Promise<void> {
   const from = out.length;
   const seconds: number[] = [];
   try {
-    for (let i = 0; i < DOWNLOADS; i++) seconds.push(Math.round((await download(`${url}/big?bytes=${bytes}`, bytes)) * 1000) / 1000);
+    for (let i = 0; i < DOWNLOADS; i++) seconds.push(Math.round((await client('get', `${url}/big?bytes=${bytes}`, bytes)) * 1000) / 1000);
   } finally {
     await new Promise<void>((resolve) => child.once('exit', () => resolve()).kill('SIGTERM'));
     up.kill('SIGTERM');

@@ -26,6 +26,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { firstLine, listeningPorts } from './child.js';
+import type { Side } from './counters.js';
 import { NODE_FLAGS, PROCESS_ENV } from '../src/runtime.js';
 import { cleanUp, median, NODE, NODE_VERSION, ROOT, rssMB, start, TASKSET, tempFile } from './tools.js';
 
@@ -39,18 +40,9 @@ const COUNTERS = pathToFileURL(`${ROOT}dist/bench/counters.js`).href;
 type Name = 'baseline' | 'proxy';
 type Direction = 'download' | 'upload';
 type ConnectionMode = 'kept' | 'fresh';
+// Type only: importing the module itself would patch this process's sockets.
+type SideCounters = Side;
 
-interface SideCounters {
-  readEvents: number;
-  readBytes: number;
-  writeCalls: number;
-  writeBytes: number;
-  writeFalse: number;
-  flushes: number;
-  flushBytes: number;
-  outgoingFalse: number;
-  drains: number;
-}
 interface Snapshot {
   sides: { client: SideCounters; upstream: SideCounters };
   gc: { minor: number; major: number; incremental: number; weak: number; ms: number };
@@ -221,7 +213,8 @@ class Measured {
   }
 }
 
-function client(mode: 'get' | 'put', url: string, bytes: number, count = 1): Promise<number> {
+/** Runs bench/stream-client.ts on core 1: seconds for `count` transfers of `bytes` at once. */
+export function client(mode: 'get' | 'put', url: string, bytes: number, count = 1): Promise<number> {
   const node = [NODE, ...NODE_FLAGS, `${ROOT}dist/bench/stream-client.js`, mode, url, String(bytes), String(count)];
   const cmd = TASKSET ? ['taskset', '-c', '1', ...node] : node;
   return new Promise((resolve, reject) => {
