@@ -26,7 +26,8 @@
  * generation (about 16 MB live, above V8's 8 MB threshold for incremental marking, which a bare
  * http-proxy stays below) got a limit only a few MB above it from a full collection taken
  * mid-stream, and from then on nearly every young collection was followed by a full one, for as
- * long as the process streamed (the streaming bench's "slow mode"). With the floor, none. The
+ * long as the process streamed (the streaming bench's "slow mode"). With the floor, none on Node 20
+ * and 22 (Node 24's V8 collects streamed memory otherwise, in a bare http-proxy too: "Node 24"). The
  * cost: under request load garbage accumulates to 64 MB before the first full collection.
  * Measured: docs/performance-notes.md, "Streaming".
  *

@@ -374,3 +374,41 @@ export async function metricValue(p: RunningProxy, series: string): Promise<numb
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
+
+/** The chunk size of {@link writeNumbered}. */
+export const NUMBERED_CHUNK = 64 * 1024;
+
+/**
+ * Writes `total` bytes to `out` in 64 KiB chunks, chunk i filled with the byte i % 251, waiting
+ * for `drain` whenever `write` says to (back-pressure), then ends it. `progress` hears the bytes
+ * handed over so far after each chunk. {@link NumberedCheck} verifies them on the other side.
+ */
+export function writeNumbered(
+  out: { write(chunk: Buffer): boolean; once(event: 'drain', listener: () => void): unknown; end(): unknown },
+  total: number,
+  progress: (sent: number) => void = () => undefined,
+): void {
+  let sent = 0;
+  const more = (): void => {
+    while (sent < total) {
+      const chunk = Buffer.alloc(NUMBERED_CHUNK, (sent / NUMBERED_CHUNK) % 251);
+      sent += NUMBERED_CHUNK;
+      progress(sent);
+      if (!out.write(chunk)) return void out.once('drain', more);
+    }
+    out.end();
+  };
+  more();
+}
+
+/** Checks bytes written by {@link writeNumbered} as they arrive, whatever the chunk boundaries on the way. */
+export class NumberedCheck {
+  received = 0;
+  /** Sampled bytes (one every 4 KiB) not holding their chunk's number. */
+  wrong = 0;
+
+  add(c: Buffer): void {
+    for (let i = 0; i < c.length; i += 4096) if (c[i] !== Math.floor((this.received + i) / NUMBERED_CHUNK) % 251) this.wrong += 1;
+    this.received += c.length;
+  }
+}

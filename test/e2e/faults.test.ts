@@ -4,7 +4,18 @@ import { once } from 'node:events';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { ServerResponse } from 'node:http';
-import { concurrent, json, request, startProxy, startUpstream, until, type RunningProxy, type Upstream } from '../helpers.js';
+import {
+  concurrent,
+  json,
+  NumberedCheck,
+  request,
+  startProxy,
+  startUpstream,
+  until,
+  writeNumbered,
+  type RunningProxy,
+  type Upstream,
+} from '../helpers.js';
 
 /** Requests to `/held` wait here until the test releases them. */
 const held: Array<() => void> = [];
@@ -288,24 +299,15 @@ describe('no leaks', () => {
 
 describe('a client that reads slowly', () => {
   const TOTAL = 32 * 1024 * 1024;
-  const CHUNK = 64 * 1024;
   let written = 0;
   let up: Upstream;
   before(async () => {
     up = await startUpstream((req, res) => {
       req.resume();
-      // 32 MiB in 64 KiB chunks, chunk i filled with the byte i % 251, honouring back-pressure.
+      // 32 MiB, numbered chunks, honouring back-pressure.
       written = 0;
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(TOTAL) });
-      const more = (): void => {
-        while (written < TOTAL) {
-          const chunk = Buffer.alloc(CHUNK, (written / CHUNK) % 251);
-          written += CHUNK;
-          if (!res.write(chunk)) return void res.once('drain', more);
-        }
-        res.end();
-      };
-      more();
+      writeNumbered(res, TOTAL, (sent) => (written = sent));
     });
   });
   after(() => up.close());
@@ -337,17 +339,12 @@ describe('a client that reads slowly', () => {
       await upstreamStalls(); // the client has read nothing for 250 ms: longer than bodyIdleTimeout
       assert.ok(written < TOTAL, 'the upstream wrote everything: nothing held it back');
       assert.ok(proxied!.writableLength < 1024 * 1024, `${proxied!.writableLength} bytes buffered in the proxy`);
-      let received = 0;
-      let wrong = 0;
-      res.on('data', (c: Buffer) => {
-        // Chunk boundaries differ on the way: check each byte's position.
-        for (let i = 0; i < c.length; i += 4096) if (c[i] !== Math.floor((received + i) / CHUNK) % 251) wrong += 1;
-        received += c.length;
-      });
+      const check = new NumberedCheck();
+      res.on('data', (c: Buffer) => check.add(c));
       res.resume();
       await once(res, 'end');
-      assert.equal(received, TOTAL);
-      assert.equal(wrong, 0);
+      assert.equal(check.received, TOTAL);
+      assert.equal(check.wrong, 0);
       assert.equal(p.proxy.registry.get('product')!.circuit.consecutiveFailures, 0);
       assert.equal(p.logs.find((l) => (l.level as number) >= 40).length, 0, 'no failure logged');
     } finally {
@@ -358,7 +355,6 @@ describe('a client that reads slowly', () => {
 
 describe('an upstream that reads an upload slowly', () => {
   const TOTAL = 32 * 1024 * 1024;
-  const CHUNK = 64 * 1024;
   let up: Upstream;
   /** The upstream's request stream, paused until the test lets it read. */
   let incoming: IncomingMessage | undefined;
@@ -368,13 +364,9 @@ describe('an upstream that reads an upload slowly', () => {
       req.pause();
       incoming = req;
       arrived(req);
-      let received = 0;
-      let wrong = 0;
-      req.on('data', (c: Buffer) => {
-        for (let i = 0; i < c.length; i += 4096) if (c[i] !== Math.floor((received + i) / CHUNK) % 251) wrong += 1;
-        received += c.length;
-      });
-      req.on('end', () => res.end(JSON.stringify({ received, wrong })));
+      const check = new NumberedCheck();
+      req.on('data', (c: Buffer) => check.add(c));
+      req.on('end', () => res.end(JSON.stringify({ received: check.received, wrong: check.wrong })));
     });
   });
   after(() => up.close());
@@ -396,15 +388,7 @@ describe('an upstream that reads an upload slowly', () => {
           },
         );
         req.on('error', reject);
-        const more = (): void => {
-          while (written < TOTAL) {
-            const chunk = Buffer.alloc(CHUNK, (written / CHUNK) % 251);
-            written += CHUNK;
-            if (!req.write(chunk)) return void req.once('drain', more);
-          }
-          req.end();
-        };
-        more();
+        writeNumbered(req, TOTAL, (sent) => (written = sent));
       });
       const req = await got;
       // Three times: the client stops once the buffers between it and the paused upstream are

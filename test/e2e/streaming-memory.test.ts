@@ -17,10 +17,9 @@ import { after, before, describe, test } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listening, spawnCli, startUpstream, type Cli, type Upstream } from '../helpers.js';
+import { listening, NumberedCheck, spawnCli, startUpstream, writeNumbered, type Cli, type Upstream } from '../helpers.js';
 
 const MIB = 2 ** 20;
-const CHUNK = 64 * 1024;
 
 /** Minor page faults of a process so far (/proc/<pid>/stat, field 10). */
 function minorFaults(pid: number): number {
@@ -37,13 +36,13 @@ async function majorGCs(adminPort: number): Promise<number> {
 function download(port: number, bytes: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port, path: `/svc/big/bytes?n=${bytes}`, agent: false }, (res: IncomingMessage) => {
-      let received = 0;
-      let wrong = 0;
-      res.on('data', (c: Buffer) => {
-        for (let i = 0; i < c.length; i += 8192) if (c[i] !== Math.floor((received + i) / CHUNK) % 251) wrong++;
-        received += c.length;
-      });
-      res.on('end', () => (received === bytes && wrong === 0 ? resolve() : reject(new Error(`${received} bytes, ${wrong} out of place`))));
+      const check = new NumberedCheck();
+      res.on('data', (c: Buffer) => check.add(c));
+      res.on('end', () =>
+        check.received === bytes && check.wrong === 0
+          ? resolve()
+          : reject(new Error(`${check.received} bytes, ${check.wrong} out of place`)),
+      );
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -58,20 +57,11 @@ describe('streaming through the bin as shipped', { skip: process.platform !== 'l
   let adminPort: number;
   const dir = mkdtempSync(join(tmpdir(), 'circuit-proxy-stream-'));
   before(async () => {
-    // 64 KiB chunks, chunk i filled with the byte i % 251, honouring back-pressure.
+    // Numbered chunks, honouring back-pressure.
     up = await startUpstream((req, res) => {
       const total = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('n'));
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
-      let sent = 0;
-      const more = (): void => {
-        while (sent < total) {
-          const chunk = Buffer.alloc(CHUNK, (sent / CHUNK) % 251);
-          sent += CHUNK;
-          if (!res.write(chunk)) return void res.once('drain', more);
-        }
-        res.end();
-      };
-      more();
+      writeNumbered(res, total);
     });
     const cfg = join(dir, 'proxy.yaml');
     writeFileSync(cfg, `listen: {host: 127.0.0.1, port: 0}\nadmin: {host: 127.0.0.1, port: 0}\nservices:\n  big:\n    url: ${up.url}\n`);
