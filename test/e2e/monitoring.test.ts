@@ -20,11 +20,11 @@ test(
   () => {
     const check = spawnSync('promtool', ['check', 'rules', 'alerts.yml'], { cwd: KIT, encoding: 'utf8' });
     assert.equal(check.status, 0, check.stdout + check.stderr);
-    assert.match(check.stdout, /SUCCESS: 4 rules found/);
+    assert.match(check.stdout, /SUCCESS: 5 rules found/);
     const unit = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: KIT, encoding: 'utf8' });
     assert.equal(unit.status, 0, unit.stdout + unit.stderr);
     const rules = readFileSync(`${KIT}alerts.yml`, 'utf8');
-    for (const alert of ['CircuitOpen', 'CircuitFlapping', 'HighRejectionRatio', 'BulkheadAtLimit']) {
+    for (const alert of ['CircuitOpen', 'CircuitFlapping', 'HighRejectionRatio', 'BulkheadAtLimit', 'FleetDisconnected']) {
       assert.match(readFileSync(`${KIT}alerts.test.yml`, 'utf8'), new RegExp(`alertname: ${alert}`), `${alert} has a unit test`);
       assert.match(rules, new RegExp(`alert: ${alert}`));
     }
