@@ -66,13 +66,24 @@ function watch(base: string, opts: StatusOptions): Promise<number> {
   });
 }
 
-function render(services: readonly ServiceStats[], color: boolean): string {
-  const now = Date.now();
+/** The breaker table `status` prints (exported for its unit test). */
+export function render(services: readonly ServiceStats[], color: boolean, now = Date.now()): string {
   const rows = services.map((b) => {
-    const probe = b.state === 'open' && !b.forced && b.retryAfterSeconds !== null ? `${b.retryAfterSeconds}s` : b.forced ? 'forced' : '-';
+    const probe =
+      b.state === 'open' && !b.forced && b.retryAfterSeconds !== null
+        ? `${b.retryAfterSeconds}s`
+        : b.forced
+          ? 'forced'
+          : b.trialBy !== undefined
+            ? `trial: ${b.trialBy}`
+            : '-';
     return [
       b.name,
-      b.state + (b.forced ? ' (forced)' : '') + (b.mode === 'observe' ? ' (observe)' : ''),
+      // Where a fleet message made the state, the sidecar it came from (docs/fleet.md, "Seeing it").
+      b.state +
+        (b.forced ? ' (forced)' : '') +
+        (b.mode === 'observe' ? ' (observe)' : '') +
+        (b.stateFrom !== undefined ? ` (fleet: ${b.stateFrom})` : ''),
       `${b.consecutiveFailures}/${b.threshold}`,
       probe,
       String(b.requests),

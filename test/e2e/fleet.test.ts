@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
-import { json, metricValue, request, startProxy, startUpstream, until, type RunningProxy, type Upstream } from '../helpers.js';
+import { json, metricValue, request, runCli, startProxy, startUpstream, until, type RunningProxy, type Upstream } from '../helpers.js';
 import { fleetChannel } from '../../src/fleet/fleet.js';
 import { REDIS_SERVER, startRedis, type RunningRedis } from '../redis.js';
 
@@ -132,6 +132,11 @@ describe(
           'a fleet opening is not published again',
         );
         assert.equal(await metricValue(b, 'circuit_fleet_connected'), 1);
+        // The `status` command says where it came from; a's own opening says nothing of the fleet.
+        const table = await runCli(['status', '--admin-url', `http://127.0.0.1:${b.adminPort}`]);
+        assert.equal(table.code, 3, table.stdout + table.stderr);
+        assert.match(table.stdout, /^product\s+open \(fleet: a\)\s+0\/3\s+\d+s\s/m);
+        assert.match((await runCli(['status', '--admin-url', `http://127.0.0.1:${a.adminPort}`])).stdout, /^product\s+open\s+3\/3\s/m);
         // The history and the event stream say where it came from.
         const history = json(await request(b.adminPort, '/breakers/product/history')).transitions;
         assert.equal(history[0].fleet, 'a');
