@@ -103,6 +103,9 @@ export class Attempt implements ForwardSink {
   private bodyStalled = false;
   /** The response is an event stream (`streamContentTypes`): a success at its headers, its own idle limit. */
   private stream = false;
+  /** The upstream is paused until the client drains; the client's `drain` listener is on. */
+  private drainWaits = false;
+  private drainListened = false;
   private readonly policy: CallPolicy;
 
   /**
@@ -312,11 +315,24 @@ export class Attempt implements ForwardSink {
   private awaitDrain(proxyRes: IncomingMessage): void {
     proxyRes.pause();
     this.limitMs = Infinity;
-    this.call.res.once('drain', () => {
-      if (this.phase !== 'streaming') return;
-      this.wait(this.bodyIdleMs);
-      proxyRes.resume();
-    });
+    if (this.drainWaits) return;
+    this.drainWaits = true;
+    // One listener for the whole response, as pipe keeps one: a `once` per wait allocated its
+    // wrapper and added and deleted the event's key each time, which left the response's event
+    // table a dictionary rehashed as it went (docs/performance-notes.md, "Streaming").
+    if (!this.drainListened) {
+      this.drainListened = true;
+      this.call.res.on('drain', () => this.onClientDrain(proxyRes));
+    }
+  }
+
+  /** The client took what was queued for it: the upstream is read again, its idle timer back on. */
+  private onClientDrain(proxyRes: IncomingMessage): void {
+    if (!this.drainWaits) return;
+    this.drainWaits = false;
+    if (this.phase !== 'streaming') return;
+    this.wait(this.bodyIdleMs);
+    proxyRes.resume();
   }
 
   private onUpstreamEnd(proxyRes: IncomingMessage): void {
