@@ -103,9 +103,8 @@ export class Attempt implements ForwardSink {
   private bodyStalled = false;
   /** The response is an event stream (`streamContentTypes`): a success at its headers, its own idle limit. */
   private stream = false;
-  /** The upstream is paused until the client drains; the client's `drain` listener is on. */
-  private drainWaits = false;
-  private drainListened = false;
+  /** The client's `drain`: 0 no listener yet, 1 listened, 2 listened and the upstream paused until it comes. */
+  private drain = 0;
   private readonly policy: CallPolicy;
 
   /**
@@ -315,21 +314,18 @@ export class Attempt implements ForwardSink {
   private awaitDrain(proxyRes: IncomingMessage): void {
     proxyRes.pause();
     this.limitMs = Infinity;
-    if (this.drainWaits) return;
-    this.drainWaits = true;
+    if (this.drain === 2) return;
     // One listener for the whole response, as pipe keeps one: a `once` per wait allocated its
     // wrapper and added and deleted the event's key each time, which left the response's event
     // table a dictionary rehashed as it went (docs/performance-notes.md, "Streaming").
-    if (!this.drainListened) {
-      this.drainListened = true;
-      this.call.res.on('drain', () => this.onClientDrain(proxyRes));
-    }
+    if (this.drain === 0) this.call.res.on('drain', () => this.onClientDrain(proxyRes));
+    this.drain = 2;
   }
 
   /** The client took what was queued for it: the upstream is read again, its idle timer back on. */
   private onClientDrain(proxyRes: IncomingMessage): void {
-    if (!this.drainWaits) return;
-    this.drainWaits = false;
+    if (this.drain !== 2) return;
+    this.drain = 1;
     if (this.phase !== 'streaming') return;
     this.wait(this.bodyIdleMs);
     proxyRes.resume();
