@@ -26,7 +26,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { firstLine, listeningPorts } from './child.js';
-import type { Side } from './counters.js';
+// Type only: importing the module itself would patch this process's sockets.
+import type { Side as SideCounters } from './counters.js';
 import { NODE_FLAGS, PROCESS_ENV } from '../src/runtime.js';
 import { cleanUp, median, NODE, NODE_VERSION, ROOT, rssMB, start, TASKSET, tempFile } from './tools.js';
 
@@ -40,8 +41,6 @@ const COUNTERS = pathToFileURL(`${ROOT}dist/bench/counters.js`).href;
 type Name = 'baseline' | 'proxy';
 type Direction = 'download' | 'upload';
 type ConnectionMode = 'kept' | 'fresh';
-// Type only: importing the module itself would patch this process's sockets.
-type SideCounters = Side;
 
 interface Snapshot {
   sides: { client: SideCounters; upstream: SideCounters };

@@ -69,14 +69,6 @@ function watch(base: string, opts: StatusOptions): Promise<number> {
 /** The breaker table `status` prints (exported for its unit test). */
 export function render(services: readonly ServiceStats[], color: boolean, now = Date.now()): string {
   const rows = services.map((b) => {
-    const probe =
-      b.state === 'open' && !b.forced && b.retryAfterSeconds !== null
-        ? `${b.retryAfterSeconds}s`
-        : b.forced
-          ? 'forced'
-          : b.trialBy !== undefined
-            ? `trial: ${b.trialBy}`
-            : '-';
     return [
       b.name,
       // Where a fleet message made the state, the sidecar it came from (docs/fleet.md, "Seeing it").
@@ -85,7 +77,7 @@ export function render(services: readonly ServiceStats[], color: boolean, now = 
         (b.mode === 'observe' ? ' (observe)' : '') +
         (b.stateFrom !== undefined ? ` (fleet: ${b.stateFrom})` : ''),
       `${b.consecutiveFailures}/${b.threshold}`,
-      probe,
+      probeCell(b),
       String(b.requests),
       String(b.rejected),
       String(b.rps),
@@ -99,6 +91,14 @@ export function render(services: readonly ServiceStats[], color: boolean, now = 
     return `${colors[services[row]!.state] ?? ''}${cell}\x1b[0m`;
   };
   return table(['SERVICE', 'STATE', 'FAILURES', 'NEXT PROBE IN', 'REQUESTS', 'REJECTED', 'REQ/S', 'ENDPOINTS', 'LAST TRIP'], rows, paint);
+}
+
+/** NEXT PROBE IN: the open circuit's countdown, `forced`, or the sidecar sending the fleet's trial. */
+function probeCell(b: ServiceStats): string {
+  if (b.forced) return 'forced';
+  if (b.state === 'open' && b.retryAfterSeconds !== null) return `${b.retryAfterSeconds}s`;
+  if (b.trialBy !== undefined) return `trial: ${b.trialBy}`;
+  return '-';
 }
 
 /** `active/total`, and which are ejected; `-` for a service with one URL (docs/endpoints.md). */
