@@ -385,6 +385,17 @@ export class Circuit {
     return true;
   }
 
+  /**
+   * A close told again after a sidecar rejoined the fleet (docs/fleet.md, "Failure modes"): as
+   * {@link fleetClose}, but only for an opening that began before `at` (epoch ms on the sender's
+   * clock). An older close says nothing about a newer opening.
+   */
+  fleetCloseReplayed(from: string, reason: string, at: number): boolean {
+    const began = this.inner.kind === 'closed' ? undefined : this.lastTrip?.at;
+    if (began === undefined || began >= at) return false;
+    return this.fleetClose(from, reason);
+  }
+
   /** The generation of the state in force: a fleet answer about an earlier half-open period is ignored. */
   get period(): number {
     return this.generation;

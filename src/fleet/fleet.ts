@@ -65,6 +65,10 @@ export class Fleet implements TrialCoordinator {
   };
   /** Per service, the sidecars (by id) whose openings are known, with the opening's time. */
   private readonly openings = new Map<string, Map<string, number>>();
+  /** Per service, this sidecar's last published close while its circuit has stayed closed since: told again on a (re)join. */
+  private readonly closes = new Map<string, { readonly at: number; readonly reason: string }>();
+  /** Per service, when its circuit here last closed (epoch ms): an opening older than that is over. */
+  private readonly closedAt = new Map<string, number>();
   /** Per service, the trial lock's value while this sidecar holds it. */
   private readonly locks = new Map<string, string>();
   /** Per service, the timer that asks again when another sidecar's lock lapses. */
@@ -128,6 +132,8 @@ export class Fleet implements TrialCoordinator {
 
   private forget(service: string): void {
     this.openings.delete(service);
+    this.closes.delete(service);
+    this.closedAt.delete(service);
     this.stopReclaim(service);
     this.releaseLock(service);
   }
@@ -154,7 +160,10 @@ export class Fleet implements TrialCoordinator {
   private onTransition(t: TransitionEvent): void {
     const circuit = this.registry.get(t.service)?.circuit;
     if (t.to !== 'half_open') this.stopReclaim(t.service);
-    if (t.to === 'closed') this.openings.delete(t.service);
+    if (t.to === 'closed') {
+      this.openings.delete(t.service);
+      this.closedAt.set(t.service, t.at);
+    } else this.closes.delete(t.service);
     if (t.from === 'half_open') this.releaseLock(t.service);
     if (t.fleet !== undefined || t.forced || circuit === undefined) return;
     const verdict = t.from === 'half_open';
@@ -162,6 +171,7 @@ export class Fleet implements TrialCoordinator {
       if (this.config.shareOpen) this.record(t.service, this.config.sidecar, t.at);
       void this.send({ ...this.common(t.service, t.reason), at: t.at, kind: 'open', until: circuit.nextProbeAt, trial: verdict });
     } else if (t.to === 'closed' && verdict && !t.reason.startsWith('forced')) {
+      this.closes.set(t.service, { at: t.at, reason: t.reason });
       void this.send({ ...this.common(t.service, t.reason), at: t.at, kind: 'close' });
     }
   }
@@ -173,7 +183,7 @@ export class Fleet implements TrialCoordinator {
     if (m.instance === this.instance) return;
     if (m.kind === 'sync') {
       this.counts.messages.sync.in += 1;
-      this.publishOwnOpenings();
+      this.publishOwnState();
       return;
     }
     const circuit = this.registry.get(m.service)?.circuit;
@@ -186,13 +196,20 @@ export class Fleet implements TrialCoordinator {
           circuit.fleetOpen(m.sidecar, m.reason, m.until);
           return;
         }
-        if (!this.config.shareOpen) return;
+        // An opening from before this circuit last closed (told again after a rejoin) is over.
+        if (!this.config.shareOpen || m.at <= (this.closedAt.get(m.service) ?? 0)) return;
         this.record(m.service, m.sidecar, m.at);
         if (this.count(m.service, circuit.policy.cooldownMs) >= this.config.quorum) circuit.fleetOpen(m.sidecar, m.reason, m.until);
         return;
       }
       case 'close':
         if (!this.config.shareOpen && !circuit.trialHeld) return;
+        if (m.replay) {
+          // Told again after a rejoin: it ends what began before it, and nothing newer.
+          this.forgetOpeningsBefore(m.service, m.at);
+          circuit.fleetCloseReplayed(m.sidecar, m.reason, m.at);
+          return;
+        }
         this.openings.delete(m.service);
         circuit.fleetClose(m.sidecar, m.reason);
         return;
@@ -204,11 +221,16 @@ export class Fleet implements TrialCoordinator {
   }
 
   /**
-   * This sidecar's own openings still in force, published again: on (re)joining, and when another
-   * sidecar that (re)joined asks (a `sync`), so openings published while either was apart still
-   * reach it. Receivers count a sidecar once, so a repeat changes no quorum.
+   * This sidecar's own openings still in force, and its last close of each service still closed,
+   * published again: on (re)joining, and when another sidecar that (re)joined asks (a `sync`), so
+   * what was published while either was apart still reaches it. Receivers count a sidecar once, so
+   * a repeated opening changes no quorum; a repeated close is marked, and ends only openings older
+   * than it.
    */
-  private publishOwnOpenings(): void {
+  private publishOwnState(): void {
+    for (const [service, c] of this.closes) {
+      void this.send({ ...this.common(service, c.reason), at: c.at, kind: 'close', replay: true });
+    }
     if (!this.config.shareOpen) return;
     for (const s of this.registry.all()) {
       const c = s.circuit;
@@ -227,6 +249,12 @@ export class Fleet implements TrialCoordinator {
     let by = this.openings.get(service);
     if (by === undefined) this.openings.set(service, (by = new Map<string, number>()));
     by.set(sidecar, Math.max(at, by.get(sidecar) ?? 0));
+  }
+
+  private forgetOpeningsBefore(service: string, at: number): void {
+    const by = this.openings.get(service);
+    if (by === undefined) return;
+    for (const [id, when] of by) if (when < at) by.delete(id);
   }
 
   /** Distinct sidecars that opened `service` within the last cooldown (docs/fleet.md, "Quorum"). */
@@ -338,7 +366,7 @@ export class Fleet implements TrialCoordinator {
     }
     this.log.info({ fleet: this.config.key, sidecar: this.config.sidecar, channel: this.channel }, 'fleet: connected to Redis');
     // What was missed while apart, both ways: ours told again, theirs asked for.
-    this.publishOwnOpenings();
+    this.publishOwnState();
     if (this.config.shareOpen) void this.send({ ...this.common('*', 'joined'), kind: 'sync' });
   }
 }

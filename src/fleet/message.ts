@@ -37,7 +37,11 @@ export type FleetMessage =
       /** The opening was the verdict of a half-open trial: sidecars holding their trial for it open too. */
       readonly trial: boolean;
     })
-  | (Common & { readonly kind: 'close' })
+  | (Common & {
+      readonly kind: 'close';
+      /** A close told again on (re)joining: it ends only openings that began before `at` (docs/fleet.md). */
+      readonly replay?: true;
+    })
   | (Common & { readonly kind: 'force'; readonly action: 'open' | 'close' })
   /** A sidecar that (re)joined asks the others to publish their openings in force again; `service` is `*`. */
   | (Common & { readonly kind: 'sync' });
@@ -82,7 +86,8 @@ export function parseMessage(text: string, now: number): Parsed {
       message = { ...common, kind: 'open', until: m.until, trial: m.trial };
       break;
     case 'close':
-      message = { ...common, kind: 'close' };
+      if (m.replay !== undefined && m.replay !== true) return bad('malformed');
+      message = m.replay === true ? { ...common, kind: 'close', replay: true } : { ...common, kind: 'close' };
       break;
     case 'force':
       if (m.action !== 'open' && m.action !== 'close') return bad('malformed');

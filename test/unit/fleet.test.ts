@@ -20,11 +20,16 @@ const NOW = Date.now();
 const base = { v: 1, sidecar: 'b', instance: 'i-b', service: 'product', at: NOW, reason: 'r' };
 const open = (over: Record<string, unknown> = {}): string =>
   JSON.stringify({ ...base, kind: 'open', until: NOW + 30_000, trial: false, ...over });
+/** Sidecar b's close at `at`, told again after a rejoin. */
+const replayedClose = (at: number): string =>
+  JSON.stringify({ ...base, at, kind: 'close', reason: 'trial request succeeded', replay: true });
 
 describe('fleet messages, checked', () => {
   const table: Array<[string, string, string]> = [
     ['an opening', open(), 'ok'],
     ['a close', JSON.stringify({ ...base, kind: 'close' }), 'ok'],
+    ['a close told again', JSON.stringify({ ...base, kind: 'close', replay: true }), 'ok'],
+    ['a close told again, marked otherwise', JSON.stringify({ ...base, kind: 'close', replay: 'yes' }), 'malformed'],
     ['a force', JSON.stringify({ ...base, kind: 'force', action: 'close' }), 'ok'],
     ['a sync', JSON.stringify({ ...base, service: '*', kind: 'sync' }), 'ok'],
     ['a sync of one service', JSON.stringify({ ...base, kind: 'sync' }), 'malformed'],
@@ -285,6 +290,84 @@ describe('the fleet, driven without Redis', () => {
         ],
       );
       assert.equal(s.fleet.counts.messages.sync.in, 2);
+    } finally {
+      s.close();
+    }
+  });
+
+  test("a trial's close, missed by sidecars apart: told again on rejoining and on a sync, until the circuit opens again", async () => {
+    const s = setup('', '20ms');
+    try {
+      s.transport.up(false);
+      s.tripLocally();
+      while (s.circuit().state !== 'half_open') await once(s.registry, 'transition');
+      s.circuit().success(s.circuit().admit());
+      assert.equal(s.circuit().state, 'closed');
+      assert.equal(s.transport.sent.length, 1, "only the first join's sync: nothing went while apart");
+      s.transport.up(true);
+      const told = s.transport.published.filter((m) => m.kind === 'close');
+      assert.equal(told.length, 1);
+      assert.equal(told[0]!.replay, true);
+      assert.equal(told[0]!.reason, 'trial request succeeded');
+      assert.ok(typeof told[0]!.at === 'number' && told[0]!.at <= Date.now());
+      s.say(JSON.stringify({ ...base, service: '*', kind: 'sync' }));
+      assert.equal(s.transport.published.filter((m) => m.kind === 'close').length, 2, 'a sync heard tells it again');
+      s.tripLocally();
+      s.say(JSON.stringify({ ...base, service: '*', kind: 'sync' }));
+      assert.deepEqual(
+        s.transport.published.slice(-2).map((m) => m.kind),
+        ['open', 'open'],
+        'open again: the opening is told, the old close no longer',
+      );
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a close told again ends only an opening older than it', () => {
+    const s = setup('');
+    try {
+      s.tripLocally();
+      const openedAt = s.circuit().openedAt;
+      s.say(replayedClose(openedAt - 1));
+      assert.equal(s.circuit().state, 'open', 'a close from before this opening');
+      s.say(replayedClose(openedAt));
+      assert.equal(s.circuit().state, 'open', 'a close at the same instant');
+      s.say(replayedClose(openedAt + 1));
+      assert.equal(s.circuit().state, 'closed', 'a close after this opening');
+      assert.equal(s.circuit().snapshot().stateFrom, 'b');
+    } finally {
+      s.close();
+    }
+  });
+
+  test('an opening from before this circuit last closed (told again after a rejoin) is over: not followed', () => {
+    const s = setup('');
+    try {
+      s.tripLocally();
+      s.circuit().forceClose('reset');
+      const closedAt = Date.now();
+      s.clock.now = closedAt;
+      s.say(open({ at: closedAt - 1_000, until: closedAt + 30_000 }));
+      assert.equal(s.circuit().state, 'closed', 'an opening older than the close');
+      s.say(open({ at: closedAt + 1, until: closedAt + 30_000 }));
+      assert.equal(s.circuit().state, 'open', 'a newer opening');
+    } finally {
+      s.close();
+    }
+  });
+
+  test('quorum 2: a close told again forgets the openings older than it, not the newer ones', () => {
+    const s = setup(', quorum: 2');
+    try {
+      s.say(open({ sidecar: 'c', at: NOW }));
+      s.say(replayedClose(NOW + 1));
+      s.say(open({ sidecar: 'd', at: NOW + 2 }));
+      assert.equal(s.circuit().state, 'closed', "c's opening ended with the close");
+      s.say(replayedClose(NOW + 1));
+      s.say(open({ sidecar: 'e', at: NOW + 3 }));
+      assert.equal(s.circuit().state, 'open', "d's opening is newer than the close: d and e make the quorum");
+      assert.equal(s.circuit().snapshot().lastTrip?.reason, 'fleet: e r');
     } finally {
       s.close();
     }
