@@ -308,6 +308,10 @@ describe(
       assert.equal(state(n), 'open', 'alone: nobody told n');
       await redis.start();
       await Promise.all([m, n].map(connected));
+      // Both rejoined at once: each may have published before the other had subscribed (docs/fleet.md).
+      // A third sidecar's join (its sync) makes everyone tell again.
+      const sync = { v: 1, kind: 'sync', sidecar: 'x', instance: 'x-join', service: '*', reason: 'joined' };
+      await redis.publish(fleetChannel('missed'), JSON.stringify({ ...sync, at: Date.now() }));
       await until(() => state(n) === 'closed', "n closed by m's trial, told again", 10_000);
       assert.match(
         json(await request(n.adminPort, '/breakers/product/history')).transitions[0].reason,
