@@ -27,6 +27,16 @@ import {
 
 /** A claim of the trial lock not answered within this long: the sidecar sends its own trial. */
 export const CLAIM_WAIT_MS = 1000;
+/** A board entry outlives what it says by this much, so a reader's clock a little behind still reads it. */
+const BOARD_MARGIN_MS = 1000;
+
+/** A sidecar's last word on a service, kept in Redis for those that join later (docs/fleet.md, "The board"). */
+export interface BoardEntry {
+  readonly key: string;
+  /** A message's text: an opening, or a close told again. */
+  readonly text: string;
+  readonly ttlMs: number;
+}
 
 export type ClaimResult = { readonly taken: true } | { readonly taken: false; readonly holder: string; readonly ttlMs: number };
 
@@ -40,8 +50,15 @@ export interface TransportEvents {
 /** What the fleet needs from Redis (src/fleet/redis.ts); a test can give it another. */
 export interface FleetTransport extends EventEmitter<TransportEvents> {
   readonly connected: boolean;
-  /** Publishes on the fleet's channel; never queued while disconnected. Resolves whether it went. */
-  publish(text: string): Promise<boolean>;
+  /**
+   * Publishes on the fleet's channel; never queued while disconnected. Resolves whether it went.
+   * With `board`, that entry is written first, on the same connection (SET PX, then PUBLISH).
+   */
+  publish(text: string, board?: BoardEntry): Promise<boolean>;
+  /** Deletes a board entry (DEL); while disconnected, it lapses by its TTL. */
+  unpost(key: string): void;
+  /** Every board entry under `prefix` (SCAN, MGET); none while disconnected or on a missed deadline. */
+  readBoard(prefix: string): Promise<string[]>;
   /** Takes the lock `key` for `ttlMs` if free (SET NX PX), else says who holds it and for how long more. */
   claim(key: string, value: string, ttlMs: number): Promise<ClaimResult>;
   /** Frees the lock if it still holds `value`. */
@@ -150,10 +167,39 @@ export class Fleet implements TrialCoordinator {
     } as const;
   }
 
-  private async send(m: FleetMessage): Promise<boolean> {
-    const sent = await this.transport.publish(formatMessage(m)).catch(() => false);
+  private async send(m: FleetMessage, board?: BoardEntry): Promise<boolean> {
+    const sent = await this.transport.publish(formatMessage(m), board).catch(() => false);
     if (sent) this.counts.messages[m.kind].out += 1;
     return sent;
+  }
+
+  /** Publishes this sidecar's opening of a service, and posts it on the board until it is over. */
+  private sendOpening(service: string, reason: string, at: number, until: number, trial: boolean): void {
+    const m: FleetMessage = { ...this.common(service, reason), at, kind: 'open', until, trial };
+    const ttlMs = until - this.now() + BOARD_MARGIN_MS;
+    void this.send(m, ttlMs > 0 ? { key: this.boardKey(service), text: formatMessage(m), ttlMs } : undefined);
+  }
+
+  /**
+   * Publishes this sidecar's trial close of a service (`replay`: told again), and posts it, marked
+   * as told again, on the board for the longest cooldown the service may have: after that, no
+   * circuit opened before it can still be waiting for it.
+   */
+  private sendClose(service: string, reason: string, at: number, replay: boolean): void {
+    const told: FleetMessage = { ...this.common(service, reason), at, kind: 'close', replay: true };
+    const m: FleetMessage = replay ? told : { ...this.common(service, reason), at, kind: 'close' };
+    const ttlMs = this.longestCooldown(service) + BOARD_MARGIN_MS;
+    void this.send(m, { key: this.boardKey(service), text: formatMessage(told), ttlMs });
+  }
+
+  private boardKey(service: string): string {
+    return boardKey(this.config.key, service, this.config.sidecar);
+  }
+
+  private longestCooldown(service: string): number {
+    const p = this.registry.get(service)?.circuit.policy;
+    if (p === undefined) return 0;
+    return Math.max(p.cooldownMs, p.backoff?.maxMs ?? 0, p.retryAfter?.maxMs ?? 0);
   }
 
   /** A circuit's own transition: published where shared; a transition the fleet caused never is. */
@@ -165,14 +211,17 @@ export class Fleet implements TrialCoordinator {
       this.closedAt.set(t.service, t.at);
     } else this.closes.delete(t.service);
     if (t.from === 'half_open') this.releaseLock(t.service);
-    if (t.fleet !== undefined || t.forced || circuit === undefined) return;
     const verdict = t.from === 'half_open';
+    const ownTrialClose = t.to === 'closed' && verdict && t.fleet === undefined && !t.forced && !t.reason.startsWith('forced');
+    // Closed otherwise (the fleet's close, an operator's): this sidecar's opening on the board is over.
+    if (t.to === 'closed' && !ownTrialClose) this.transport.unpost(this.boardKey(t.service));
+    if (t.fleet !== undefined || t.forced || circuit === undefined) return;
     if (t.to === 'open' && (this.config.shareOpen || (verdict && this.config.shareTrial))) {
       if (this.config.shareOpen) this.record(t.service, this.config.sidecar, t.at);
-      void this.send({ ...this.common(t.service, t.reason), at: t.at, kind: 'open', until: circuit.nextProbeAt, trial: verdict });
-    } else if (t.to === 'closed' && verdict && !t.reason.startsWith('forced')) {
+      this.sendOpening(t.service, t.reason, t.at, circuit.nextProbeAt, verdict);
+    } else if (ownTrialClose) {
       this.closes.set(t.service, { at: t.at, reason: t.reason });
-      void this.send({ ...this.common(t.service, t.reason), at: t.at, kind: 'close' });
+      this.sendClose(t.service, t.reason, t.at, false);
     }
   }
 
@@ -181,6 +230,11 @@ export class Fleet implements TrialCoordinator {
     if (!parsed.ok) return this.ignore(parsed.why, text);
     const m = parsed.message;
     if (m.instance === this.instance) return;
+    this.apply(m, text);
+  }
+
+  /** Another sidecar's message, from the channel or the board. */
+  private apply(m: FleetMessage, text: string, counted = true): void {
     if (m.kind === 'sync') {
       this.counts.messages.sync.in += 1;
       this.publishOwnState();
@@ -188,7 +242,7 @@ export class Fleet implements TrialCoordinator {
     }
     const circuit = this.registry.get(m.service)?.circuit;
     if (circuit === undefined) return this.ignore('unknown-service', text);
-    this.counts.messages[m.kind].in += 1;
+    if (counted) this.counts.messages[m.kind].in += 1;
     switch (m.kind) {
       case 'open': {
         // A failed fleet trial is the verdict a held sidecar waits for, whatever the quorum.
@@ -228,16 +282,52 @@ export class Fleet implements TrialCoordinator {
    * than it.
    */
   private publishOwnState(): void {
-    for (const [service, c] of this.closes) {
-      void this.send({ ...this.common(service, c.reason), at: c.at, kind: 'close', replay: true });
-    }
+    for (const [service, c] of this.closes) this.sendClose(service, c.reason, c.at, true);
     if (!this.config.shareOpen) return;
     for (const s of this.registry.all()) {
       const c = s.circuit;
       if (!c.openedHere || c.openedAt === 0) continue;
-      const reason = c.snapshot().lastTrip?.reason ?? 'opened';
-      void this.send({ ...this.common(s.name, reason), at: c.openedAt, kind: 'open', until: c.nextProbeAt, trial: false });
+      this.sendOpening(s.name, c.snapshot().lastTrip?.reason ?? 'opened', c.openedAt, c.nextProbeAt, false);
     }
+  }
+
+  /**
+   * On (re)joining, after subscribing: every other sidecar's last word on each service, from the
+   * board. What was posted before our subscription is read here; what is posted after it, we hear
+   * (docs/fleet.md, "The board"). Per service, closes are applied first, and an opening older than
+   * the newest close on the board is over. Nothing here is counted as a message in.
+   */
+  private async readBoard(): Promise<void> {
+    const texts = await this.transport.readBoard(boardPrefix(this.config.key));
+    if (this.closed) return;
+    const now = this.now();
+    const read: FleetMessage[] = [];
+    const newestClose = new Map<string, number>();
+    for (const text of texts) {
+      const parsed = parseMessage(text, now);
+      // An opening already over is what a board holds until its TTL: not worth counting.
+      if (!parsed.ok) {
+        if (parsed.why !== 'stale') this.ignore(parsed.why, text);
+        continue;
+      }
+      const m = parsed.message;
+      if (m.instance === this.instance) continue;
+      if (m.kind !== 'open' && !(m.kind === 'close' && m.replay)) {
+        this.ignore('malformed', text);
+        continue;
+      }
+      if (this.registry.get(m.service) === undefined) continue; // another config's service: theirs
+      read.push(m);
+      if (m.kind === 'close') newestClose.set(m.service, Math.max(m.at, newestClose.get(m.service) ?? 0));
+    }
+    read.sort((x, y) => (x.kind === y.kind ? x.at - y.at : x.kind === 'close' ? -1 : 1));
+    let applied = 0;
+    for (const m of read) {
+      if (m.kind === 'open' && m.at <= (newestClose.get(m.service) ?? 0)) continue;
+      this.apply(m, '', false);
+      applied += 1;
+    }
+    this.log.info({ fleet: this.config.key, entries: texts.length, applied }, 'fleet: board read');
   }
 
   private ignore(why: IgnoredWhy, text: string): void {
@@ -368,12 +458,22 @@ export class Fleet implements TrialCoordinator {
     // What was missed while apart, both ways: ours told again, theirs asked for.
     this.publishOwnState();
     if (this.config.shareOpen) void this.send({ ...this.common('*', 'joined'), kind: 'sync' });
+    void this.readBoard();
   }
 }
 
 /** The fleet's pub/sub channel. */
 export function fleetChannel(key: string): string {
   return `circuit-proxy:${key}:events`;
+}
+
+/** Where a sidecar's last word on a service is kept (docs/fleet.md, "The board"). */
+export function boardKey(key: string, service: string, sidecar: string): string {
+  return `${boardPrefix(key)}${service}:${sidecar}`;
+}
+
+export function boardPrefix(key: string): string {
+  return `circuit-proxy:${key}:board:`;
 }
 
 /** The lock key of a service's half-open trial. */

@@ -1,6 +1,6 @@
 /**
- * The fleet's Redis (docs/fleet.md): one connection for commands (PUBLISH, the trial lock, a
- * health PING) and one subscribed to the fleet's channel, both through node-redis
+ * The fleet's Redis (docs/fleet.md): one connection for commands (PUBLISH, the board, the trial
+ * lock, a health PING) and one subscribed to the fleet's channel, both through node-redis
  * (`@redis/client`, the client Redis maintains). Every command has a deadline and nothing is
  * queued while disconnected, so a Redis that is down, slow or silent costs a request nothing:
  * the fleet is told `connected: false` and each sidecar works alone until Redis answers again.
@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import type { RedisClientType } from '@redis/client';
 import type { Logger } from '../log.js';
 import { redactUrl } from '../config/types.js';
-import type { ClaimResult, FleetTransport, TransportEvents } from './fleet.js';
+import type { BoardEntry, ClaimResult, FleetTransport, TransportEvents } from './fleet.js';
 
 /** A command not answered within this long counts as Redis not answering. */
 const COMMAND_DEADLINE_MS = 1000;
@@ -21,6 +21,9 @@ const HEALTH_EVERY_MS = 2000;
 const HANDSHAKE_WAIT_MS = 5000;
 /** Reconnect backoff: 100 ms doubling to 5 s, with jitter, for as long as it takes. */
 const RECONNECT_MAX_MS = 5000;
+/** Keys a board read asks for per SCAN step and per MGET, and the most it reads in all. */
+const BOARD_BATCH = 500;
+const BOARD_MAX_KEYS = 100_000;
 
 /** Frees the lock only if it still holds our value (another sidecar's lock is never deleted). */
 const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
@@ -41,6 +44,12 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
   /** Before the first connection, only an error makes it "not reachable" (connecting is not failing). */
   private failedOnce = false;
   private closing = false;
+  /**
+   * The first SUBSCRIBE was answered. node-redis says `ready` before it (on a reconnect, only
+   * after subscribing again), and a board read on joining must come after the subscription
+   * (docs/fleet.md, "The board").
+   */
+  private subscribed = false;
   private readonly options = { timeout: COMMAND_DEADLINE_MS, rejectInFlight: true } as const;
 
   constructor(
@@ -52,7 +61,7 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
   }
 
   get connected(): boolean {
-    return !this.closing && this.answering && this.pub?.isReady === true && this.sub?.isReady === true;
+    return !this.closing && this.answering && this.subscribed && this.pub?.isReady === true && this.sub?.isReady === true;
   }
 
   start(): void {
@@ -101,13 +110,23 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
     sub
       .connect()
       .then(() => sub.subscribe(this.channel, (text) => this.emit('message', text)))
+      .then(() => {
+        this.subscribed = true;
+        this.update();
+      })
       .catch(() => this.update());
   }
 
-  async publish(text: string): Promise<boolean> {
-    if (!this.connected || this.pub === undefined) return false;
+  async publish(text: string, board?: BoardEntry): Promise<boolean> {
+    const pub = this.pub;
+    if (!this.connected || pub === undefined) return false;
     try {
-      await this.pub.sendCommand(['PUBLISH', this.channel, text], this.options);
+      // One connection keeps the order: the board holds it before anyone hears it (docs/fleet.md, "The board").
+      const posted =
+        board === undefined
+          ? undefined
+          : pub.sendCommand(['SET', board.key, board.text, 'PX', String(Math.max(1, Math.round(board.ttlMs)))], this.options);
+      await Promise.all([posted, pub.sendCommand(['PUBLISH', this.channel, text], this.options)]);
       return true;
     } catch {
       this.silent();
@@ -129,6 +148,38 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
     } catch (err) {
       this.silent();
       throw err;
+    }
+  }
+
+  unpost(key: string): void {
+    if (!this.connected || this.pub === undefined) return; // it lapses by its TTL
+    this.pub.sendCommand(['DEL', key], this.options).catch(() => this.silent());
+  }
+
+  async readBoard(prefix: string): Promise<string[]> {
+    const pub = this.pub;
+    if (!this.connected || pub === undefined) return [];
+    try {
+      const keys = new Set<string>();
+      let cursor = '0';
+      do {
+        const [next, found] = await pub.sendCommand<[string, string[]]>(
+          ['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', String(BOARD_BATCH)],
+          this.options,
+        );
+        for (const k of found) keys.add(k);
+        cursor = next;
+      } while (cursor !== '0' && keys.size < BOARD_MAX_KEYS);
+      const all = [...keys];
+      const texts: string[] = [];
+      for (let i = 0; i < all.length; i += BOARD_BATCH) {
+        const values = await pub.sendCommand<Array<string | null>>(['MGET', ...all.slice(i, i + BOARD_BATCH)], this.options);
+        for (const v of values) if (typeof v === 'string') texts.push(v);
+      }
+      return texts;
+    } catch {
+      this.silent();
+      return [];
     }
   }
 

@@ -308,10 +308,7 @@ describe(
       assert.equal(state(n), 'open', 'alone: nobody told n');
       await redis.start();
       await Promise.all([m, n].map(connected));
-      // Both rejoined at once: each may have published before the other had subscribed (docs/fleet.md).
-      // A third sidecar's join (its sync) makes everyone tell again.
-      const sync = { v: 1, kind: 'sync', sidecar: 'x', instance: 'x-join', service: '*', reason: 'joined' };
-      await redis.publish(fleetChannel('missed'), JSON.stringify({ ...sync, at: Date.now() }));
+      // Both rejoined at once: what one told before the other subscribed, the other reads from the board.
       await until(() => state(n) === 'closed', "n closed by m's trial, told again", 10_000);
       assert.match(
         json(await request(n.adminPort, '/breakers/product/history')).transitions[0].reason,
@@ -327,6 +324,23 @@ describe(
       await until(() => m.proxy.fleet!.counts.ignored > ignored, 'the marker read', 10_000);
       assert.equal(state(m), 'closed');
       assert.equal((await request(n.port, '/svc/product/x')).status, 200);
+    });
+
+    test('a sidecar that joins after the opener is gone reads the opening from the board: open at once, no request of its own upstream', async () => {
+      const p = await start(fleetYaml(redis, 'board', 'p', up.url));
+      await connected(p);
+      up.mode = 'fail';
+      await trip(p);
+      const reason = json(await request(p.adminPort, '/breakers/product')).lastTrip.reason as string;
+      await p.close(); // nobody is left to answer a sync
+      const hits = up.hits;
+      const q = await start(fleetYaml(redis, 'board', 'q', up.url));
+      await until(() => state(q) === 'open', "q opened from p's board entry", 10_000);
+      assert.equal(json(await request(q.adminPort, '/breakers/product')).lastTrip.reason, `fleet: p ${reason}`);
+      assert.equal((await request(q.port, '/svc/product/x')).status, 503);
+      assert.equal(up.hits, hits, 'q sent nothing upstream');
+      assert.equal(state(q, 'cart'), 'closed');
+      up.mode = 'ok';
     });
 
     test('a Redis that accepts connections and never answers: requests go on, trips and trials work alone', async () => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import { describe, test } from 'node:test';
 import { parseConfig } from '../../src/config/load.js';
-import { Fleet, type ClaimResult, type FleetTransport, type TransportEvents } from '../../src/fleet/fleet.js';
+import { Fleet, type BoardEntry, type ClaimResult, type FleetTransport, type TransportEvents } from '../../src/fleet/fleet.js';
 import { MAX_CLOCK_SKEW_MS, parseMessage } from '../../src/fleet/message.js';
 import { reconnectDelay } from '../../src/fleet/redis.js';
 import { createLogger } from '../../src/log.js';
@@ -93,11 +93,25 @@ class MemoryTransport extends EventEmitter<TransportEvents> implements FleetTran
     return this.sent.filter((m) => m.kind !== 'sync');
   }
   readonly released: string[] = [];
+  /** The board, by key. */
+  readonly board = new Map<string, { text: string; ttlMs: number }>();
   claims: Array<{ key: string; value: string; ttlMs: number; answer: (r: ClaimResult) => void; fail: (e: Error) => void }> = [];
-  publish(text: string): Promise<boolean> {
+  publish(text: string, board?: BoardEntry): Promise<boolean> {
     if (!this.connected) return Promise.resolve(false);
+    if (board !== undefined) this.board.set(board.key, { text: board.text, ttlMs: board.ttlMs });
     this.sent.push(JSON.parse(text) as Record<string, unknown>);
     return Promise.resolve(true);
+  }
+  unpost(key: string): void {
+    if (this.connected) this.board.delete(key);
+  }
+  readBoard(prefix: string): Promise<string[]> {
+    return Promise.resolve([...this.board].filter(([k]) => k.startsWith(prefix)).map(([, v]) => v.text));
+  }
+  /** What this sidecar posted, parsed. */
+  posted(key: string): Record<string, unknown> | undefined {
+    const e = this.board.get(key);
+    return e === undefined ? undefined : (JSON.parse(e.text) as Record<string, unknown>);
   }
   claim(key: string, value: string, ttlMs: number): Promise<ClaimResult> {
     return new Promise((answer, fail) => this.claims.push({ key, value, ttlMs, answer, fail }));
@@ -384,6 +398,98 @@ describe('the fleet, driven without Redis', () => {
       s.circuit().forceOpen('ops');
       s.say(JSON.stringify({ ...base, kind: 'close', reason: 'trial request succeeded' }));
       assert.equal(s.circuit().state, 'open', "an operator's force stays");
+    } finally {
+      s.close();
+    }
+  });
+});
+
+describe("the board: each sidecar's last word on a service, read on joining", () => {
+  const KEY = 'circuit-proxy:t:board:product:a';
+  /** Another sidecar's entry, put on the board while this one is apart, then read as it (re)joins. */
+  const rejoinWith = async (s: ReturnType<typeof setup>, entries: Record<string, string>): Promise<void> => {
+    s.transport.up(false);
+    for (const [k, text] of Object.entries(entries)) s.transport.board.set(k, { text, ttlMs: 60_000 });
+    s.transport.up(true);
+    await new Promise((r) => setImmediate(r));
+  };
+
+  test('a local opening is posted until it ends; its trial close replaces it, marked as told again, for the longest cooldown; a close of another kind deletes it', async () => {
+    const s = setup('', '20ms');
+    try {
+      s.tripLocally();
+      const posted = s.transport.posted(KEY)!;
+      assert.equal(posted.kind, 'open');
+      assert.equal(posted.until, s.circuit().nextProbeAt);
+      const ttl = s.transport.board.get(KEY)!.ttlMs;
+      assert.ok(ttl >= 1000 && ttl <= 1020 + (s.circuit().nextProbeAt - NOW), `until it ends, plus 1 s: ${ttl}`);
+      while (s.circuit().state !== 'half_open') await once(s.registry, 'transition');
+      s.transport.claims[0]!.answer({ taken: true });
+      await new Promise((r) => setImmediate(r));
+      s.circuit().success(s.circuit().admit());
+      assert.equal(s.transport.published.at(-1)!.replay, undefined, 'the live close is a close');
+      assert.deepEqual([s.transport.posted(KEY)!.kind, s.transport.posted(KEY)!.replay], ['close', true]);
+      assert.equal(s.transport.board.get(KEY)!.ttlMs, 20 + 1000, 'the cooldown (no backoff here), plus 1 s');
+      s.tripLocally();
+      assert.equal(s.transport.posted(KEY)!.kind, 'open');
+      s.circuit().forceClose('reset');
+      assert.equal(s.transport.board.has(KEY), false, "closed by an operator: this sidecar's opening is over");
+    } finally {
+      s.close();
+    }
+  });
+
+  test("joining, another sidecar's opening on the board opens here; its own entries, other configs' services and openings already over are skipped, not counted", async () => {
+    const s = setup('');
+    try {
+      await rejoinWith(s, {
+        'circuit-proxy:t:board:product:a': open({ sidecar: 'a', instance: s.fleet.instance, reason: 'mine' }),
+        'circuit-proxy:t:board:nosuch:b': open({ service: 'nosuch' }),
+        'circuit-proxy:t:board:product:c': open({ sidecar: 'c', at: NOW - 60_000, until: NOW - 1 }),
+      });
+      assert.equal(s.circuit().state, 'closed', 'its own opening is skipped');
+      assert.equal(s.fleet.counts.ignored, 0);
+      await rejoinWith(s, { 'circuit-proxy:t:board:product:b': open({ sidecar: 'b', reason: 'status 503' }) });
+      assert.equal(s.circuit().state, 'open');
+      assert.equal(s.circuit().snapshot().lastTrip?.reason, 'fleet: b status 503');
+      assert.equal(s.fleet.counts.messages.open.in, 0, 'a board entry is not a message in');
+      assert.ok(s.sink.lines.some((l) => l.msg === 'fleet: board read' && l.applied === 1));
+    } finally {
+      s.close();
+    }
+  });
+
+  test('joining, garbage on the board is ignored and counted; a sync or a live close there is not ours', async () => {
+    const s = setup('');
+    try {
+      await rejoinWith(s, {
+        'circuit-proxy:t:board:product:x': 'not json',
+        'circuit-proxy:t:board:product:y': JSON.stringify({ ...base, service: '*', kind: 'sync' }),
+        'circuit-proxy:t:board:product:z': JSON.stringify({ ...base, kind: 'close' }),
+      });
+      assert.equal(s.fleet.counts.ignored, 3);
+      assert.equal(s.fleet.counts.messages.sync.in, 0);
+    } finally {
+      s.close();
+    }
+  });
+
+  test("joining, an opening older than the board's newest close of that service is over; the close ends this sidecar's older opening", async () => {
+    const s = setup('');
+    try {
+      s.transport.up(false);
+      s.tripLocally();
+      const openedAt = s.circuit().openedAt;
+      await rejoinWith(s, {
+        'circuit-proxy:t:board:product:b': open({ sidecar: 'b', at: openedAt }),
+        'circuit-proxy:t:board:product:c': replayedClose(openedAt + 5).replace('"sidecar":"b"', '"sidecar":"c"'),
+      });
+      assert.equal(s.circuit().state, 'closed', "c's close is newer than both openings");
+      assert.equal(s.circuit().snapshot().stateFrom, 'c');
+      // This sidecar's clock moves on past the close, and d opens after it.
+      s.clock.now = Math.max(Date.now(), openedAt + 5) + 1;
+      await rejoinWith(s, { 'circuit-proxy:t:board:product:d': open({ sidecar: 'd', at: s.clock.now, until: s.clock.now + 30_000 }) });
+      assert.equal(s.circuit().state, 'open', 'an opening newer than the close is followed');
     } finally {
       s.close();
     }
