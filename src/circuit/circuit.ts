@@ -396,6 +396,24 @@ export class Circuit {
     return this.fleetClose(from, reason);
   }
 
+  /**
+   * A fleet-wide force, read from the fleet's board on joining (docs/fleet.md, "The board"): an
+   * open is applied unless already forced open; a close only ends a force open that came from the
+   * fleet before `at`, never an operator's force here. Returns whether the state changed.
+   */
+  fleetForceReplayed(action: 'open' | 'close', from: string, reason: string, at: number): boolean {
+    const s = this.inner;
+    const forced = s.kind === 'open' && s.forced;
+    if (action === 'open') {
+      if (forced) return false;
+      this.forceOpen(reason, from);
+      return true;
+    }
+    if (!forced || s.from === undefined || (this.lastTrip?.at ?? 0) >= at) return false;
+    this.forceClose(reason, from);
+    return true;
+  }
+
   /** The generation of the state in force: a fleet answer about an earlier half-open period is ignored. */
   get period(): number {
     return this.generation;

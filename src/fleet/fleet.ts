@@ -29,13 +29,16 @@ import {
 export const CLAIM_WAIT_MS = 1000;
 /** A board entry outlives what it says by this much, so a reader's clock a little behind still reads it. */
 const BOARD_MARGIN_MS = 1000;
+/** A fleet-wide force close stays on the board this long: for sidecars apart while it was sent. */
+const FORCE_CLOSE_KEPT_MS = 86_400_000;
 
 /** A sidecar's last word on a service, kept in Redis for those that join later (docs/fleet.md, "The board"). */
 export interface BoardEntry {
   readonly key: string;
-  /** A message's text: an opening, or a close told again. */
+  /** A message's text: an opening, a close told again, or a fleet-wide force. */
   readonly text: string;
-  readonly ttlMs: number;
+  /** Undefined: kept until replaced (a fleet-wide force open). */
+  readonly ttlMs: number | undefined;
 }
 
 export type ClaimResult = { readonly taken: true } | { readonly taken: false; readonly holder: string; readonly ttlMs: number };
@@ -133,7 +136,10 @@ export class Fleet implements TrialCoordinator {
 
   /** An operator's force action for the whole fleet (`?fleet=1`). Resolves whether it was published. */
   force(service: string, action: 'open' | 'close', reason: string): Promise<boolean> {
-    return this.send({ ...this.common(service, reason), kind: 'force', action });
+    const m: FleetMessage = { ...this.common(service, reason), kind: 'force', action };
+    // On the board too, for sidecars that join later: an open until a fleet-wide close replaces it.
+    const ttlMs = action === 'open' ? undefined : FORCE_CLOSE_KEPT_MS;
+    return this.send(m, { key: forceKey(this.config.key, service), text: formatMessage(m), ttlMs });
   }
 
   /** {@link TrialCoordinator}: the cooldown elapsed; whose is the trial? Answers at once, asks Redis after. */
@@ -312,7 +318,7 @@ export class Fleet implements TrialCoordinator {
       }
       const m = parsed.message;
       if (m.instance === this.instance) continue;
-      if (m.kind !== 'open' && !(m.kind === 'close' && m.replay)) {
+      if (m.kind === 'sync' || (m.kind === 'close' && !m.replay)) {
         this.ignore('malformed', text);
         continue;
       }
@@ -320,10 +326,16 @@ export class Fleet implements TrialCoordinator {
       read.push(m);
       if (m.kind === 'close') newestClose.set(m.service, Math.max(m.at, newestClose.get(m.service) ?? 0));
     }
-    read.sort((x, y) => (x.kind === y.kind ? x.at - y.at : x.kind === 'close' ? -1 : 1));
+    // Forces first (a forced-open circuit takes no other word), then closes, then openings; each by time.
+    const rank = { force: 0, close: 1, open: 2, sync: 3 } as const;
+    read.sort((x, y) => rank[x.kind] - rank[y.kind] || x.at - y.at);
     let applied = 0;
     for (const m of read) {
       if (m.kind === 'open' && m.at <= (newestClose.get(m.service) ?? 0)) continue;
+      if (m.kind === 'force') {
+        if (this.registry.get(m.service)!.circuit.fleetForceReplayed(m.action, m.sidecar, m.reason, m.at)) applied += 1;
+        continue;
+      }
       this.apply(m, '', false);
       applied += 1;
     }
@@ -474,6 +486,11 @@ export function boardKey(key: string, service: string, sidecar: string): string 
 
 export function boardPrefix(key: string): string {
   return `circuit-proxy:${key}:board:`;
+}
+
+/** Where the last fleet-wide force of a service is kept (docs/fleet.md, "The board"). */
+export function forceKey(key: string, service: string): string {
+  return `${boardPrefix(key)}${service}`;
 }
 
 /** The lock key of a service's half-open trial. */

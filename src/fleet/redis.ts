@@ -125,7 +125,12 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Fle
       const posted =
         board === undefined
           ? undefined
-          : pub.sendCommand(['SET', board.key, board.text, 'PX', String(Math.max(1, Math.round(board.ttlMs)))], this.options);
+          : pub.sendCommand(
+              board.ttlMs === undefined
+                ? ['SET', board.key, board.text]
+                : ['SET', board.key, board.text, 'PX', String(Math.max(1, Math.round(board.ttlMs)))],
+              this.options,
+            );
       await Promise.all([posted, pub.sendCommand(['PUBLISH', this.channel, text], this.options)]);
       return true;
     } catch {

@@ -341,6 +341,18 @@ describe(
       assert.equal(up.hits, hits, 'q sent nothing upstream');
       assert.equal(state(q, 'cart'), 'closed');
       up.mode = 'ok';
+      // A fleet-wide force is on the board too: a sidecar that joins later follows it, open and close.
+      const forced = await request(q.adminPort, '/breakers/cart/open?fleet=1', { method: 'POST', body: '{"reason":"maintenance"}' });
+      assert.deepEqual(json(forced).fleet, { published: true });
+      const r = await start(fleetYaml(redis, 'board', 'r', up.url));
+      await until(() => state(r, 'cart') === 'open', "r forced open from q's board entry", 10_000);
+      assert.match(json(await request(r.adminPort, '/breakers/cart')).lastTrip.reason, /^fleet: q forced open: maintenance/);
+      await r.close();
+      assert.equal((await request(q.adminPort, '/breakers/cart/close?fleet=1', { method: 'POST' })).status, 200);
+      const t = await start(fleetYaml(redis, 'board', 't', up.url));
+      await connected(t);
+      await until(() => t.logs.lines.some((l) => l.msg === 'fleet: board read'), 'the board read', 10_000);
+      assert.equal(state(t, 'cart'), 'closed', 'the force close replaced it');
     });
 
     test('a Redis that accepts connections and never answers: requests go on, trips and trials work alone', async () => {

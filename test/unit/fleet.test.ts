@@ -94,7 +94,7 @@ class MemoryTransport extends EventEmitter<TransportEvents> implements FleetTran
   }
   readonly released: string[] = [];
   /** The board, by key. */
-  readonly board = new Map<string, { text: string; ttlMs: number }>();
+  readonly board = new Map<string, { text: string; ttlMs: number | undefined }>();
   claims: Array<{ key: string; value: string; ttlMs: number; answer: (r: ClaimResult) => void; fail: (e: Error) => void }> = [];
   publish(text: string, board?: BoardEntry): Promise<boolean> {
     if (!this.connected) return Promise.resolve(false);
@@ -421,7 +421,7 @@ describe("the board: each sidecar's last word on a service, read on joining", ()
       const posted = s.transport.posted(KEY)!;
       assert.equal(posted.kind, 'open');
       assert.equal(posted.until, s.circuit().nextProbeAt);
-      const ttl = s.transport.board.get(KEY)!.ttlMs;
+      const ttl = s.transport.board.get(KEY)!.ttlMs!;
       assert.ok(ttl >= 1000 && ttl <= 1020 + (s.circuit().nextProbeAt - NOW), `until it ends, plus 1 s: ${ttl}`);
       while (s.circuit().state !== 'half_open') await once(s.registry, 'transition');
       s.transport.claims[0]!.answer({ taken: true });
@@ -469,6 +469,32 @@ describe("the board: each sidecar's last word on a service, read on joining", ()
       });
       assert.equal(s.fleet.counts.ignored, 3);
       assert.equal(s.fleet.counts.messages.sync.in, 0);
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a fleet-wide force is posted per service: an open kept until replaced, a close for a day; a joiner follows them, and a close never ends a force of its own', async () => {
+    const s = setup('');
+    s.clock.now = Date.now() + 10; // the board's times below are read as not from the future
+    const FORCE = 'circuit-proxy:t:board:product';
+    const force = (action: string, at: number, sidecar = 'b') =>
+      JSON.stringify({ ...base, sidecar, at, kind: 'force', action, reason: 'maint (by 10.0.0.5)' });
+    try {
+      assert.equal(await s.fleet.force('product', 'open', 'maint'), true);
+      assert.deepEqual([s.transport.posted(FORCE)!.action, s.transport.board.get(FORCE)!.ttlMs], ['open', undefined]);
+      await s.fleet.force('product', 'close', 'done');
+      assert.deepEqual([s.transport.posted(FORCE)!.action, s.transport.board.get(FORCE)!.ttlMs], ['close', 86_400_000]);
+      s.transport.board.clear();
+      await rejoinWith(s, { [FORCE]: force('open', Date.now()), 'circuit-proxy:t:board:product:c': replayedClose(Date.now() + 1) });
+      assert.equal(s.circuit().state, 'open');
+      assert.equal(s.circuit().snapshot().forced, true);
+      assert.equal(s.circuit().snapshot().lastTrip?.reason, 'fleet: b forced open: maint (by 10.0.0.5)', 'a close is no match for a force');
+      await rejoinWith(s, { [FORCE]: force('close', Date.now() + 2) });
+      assert.equal(s.circuit().state, 'closed', "the fleet's force close ends the fleet's force open");
+      s.circuit().forceOpen('here, by hand');
+      await rejoinWith(s, { [FORCE]: force('close', Date.now() + 5) });
+      assert.equal(s.circuit().state, 'open', "an operator's force on this sidecar stays");
     } finally {
       s.close();
     }
