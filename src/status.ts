@@ -68,29 +68,44 @@ function watch(base: string, opts: StatusOptions): Promise<number> {
 
 /** The breaker table `status` prints (exported for its unit test). */
 export function render(services: readonly ServiceStats[], color: boolean, now = Date.now()): string {
-  const rows = services.map((b) => {
-    return [
-      b.name,
-      // Where a fleet message made the state, the sidecar it came from (docs/fleet.md, "Seeing it").
-      b.state +
-        (b.forced ? ' (forced)' : '') +
-        (b.mode === 'observe' ? ' (observe)' : '') +
-        (b.stateFrom !== undefined ? ` (fleet: ${b.stateFrom})` : ''),
-      `${b.consecutiveFailures}/${b.threshold}`,
-      probeCell(b),
-      String(b.requests),
-      String(b.rejected),
-      String(b.rps),
-      endpointsCell(b),
-      b.lastTrip ? `${ago(now, b.lastTrip.at)}: ${b.lastTrip.reason}` : '-',
-    ];
-  });
+  const rows: string[][] = [];
+  /** Per row, the service state it paints (a route's row: none). */
+  const states: Array<string | undefined> = [];
+  for (const b of services) {
+    rows.push(serviceRow(b, now));
+    states.push(b.state);
+    // A service with routes: a row per route under it, with its own counts (docs/routes.md).
+    for (const r of b.routes ?? []) {
+      const share = r.requests > 0 ? ` (${Math.round((100 * r.errors) / r.requests)}%)` : '';
+      rows.push([`  route ${r.route}`, '', '', '', String(r.requests), '', String(r.rps), '', `5xx: ${r.errors}${share}`]);
+      states.push(undefined);
+    }
+  }
   const colors: Record<string, string> = { closed: '\x1b[32m', open: '\x1b[31m', half_open: '\x1b[33m' };
   const paint = (cell: string, row: number, col: number): string => {
-    if (!color || row < 0 || col !== 1) return cell;
-    return `${colors[services[row]!.state] ?? ''}${cell}\x1b[0m`;
+    const state = row < 0 || col !== 1 ? undefined : states[row];
+    if (!color || state === undefined) return cell;
+    return `${colors[state] ?? ''}${cell}\x1b[0m`;
   };
   return table(['SERVICE', 'STATE', 'FAILURES', 'NEXT PROBE IN', 'REQUESTS', 'REJECTED', 'REQ/S', 'ENDPOINTS', 'LAST TRIP'], rows, paint);
+}
+
+function serviceRow(b: ServiceStats, now: number): string[] {
+  return [
+    b.name,
+    // Where a fleet message made the state, the sidecar it came from (docs/fleet.md, "Seeing it").
+    b.state +
+      (b.forced ? ' (forced)' : '') +
+      (b.mode === 'observe' ? ' (observe)' : '') +
+      (b.stateFrom !== undefined ? ` (fleet: ${b.stateFrom})` : ''),
+    `${b.consecutiveFailures}/${b.threshold}`,
+    probeCell(b),
+    String(b.requests),
+    String(b.rejected),
+    String(b.rps),
+    endpointsCell(b),
+    b.lastTrip ? `${ago(now, b.lastTrip.at)}: ${b.lastTrip.reason}` : '-',
+  ];
 }
 
 /** NEXT PROBE IN: the open circuit's countdown, `forced`, or the sidecar sending the fleet's trial. */

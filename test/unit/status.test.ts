@@ -74,3 +74,27 @@ test('status table: each state, where a fleet message made it and who sends the 
     /10s ago: 3 consecutive failures: status 500/,
   );
 });
+
+test('status table: a service with routes has a row per route under it, with its requests, rate and 5xx; only service rows are coloured', () => {
+  const routes = [
+    { route: 'create', requests: 40, errors: 10, rps: 4, errorsPerSecond: 1 },
+    { route: '-', requests: 0, errors: 0, rps: 0, errorsPerSecond: 0 },
+  ];
+  const out = render([stats('order', { routes }), stats('cart', {})], false, NOW).split('\n');
+  const head = out[0]!;
+  const cell = (line: string, from: string, to?: string): string =>
+    line.slice(head.indexOf(from), to === undefined ? undefined : head.indexOf(to)).trim();
+  assert.deepEqual(
+    out.slice(1, 5).map((l) => cell(l, 'SERVICE', 'STATE')),
+    ['order', 'route create', 'route -', 'cart'],
+  );
+  const create = out[2]!;
+  assert.equal(cell(create, 'STATE', 'FAILURES'), '');
+  assert.equal(cell(create, 'REQUESTS', 'REJECTED'), '40');
+  assert.equal(cell(create, 'REQ/S', 'ENDPOINTS'), '4');
+  assert.equal(cell(create, 'LAST TRIP'), '5xx: 10 (25%)');
+  assert.equal(cell(out[3]!, 'LAST TRIP'), '5xx: 0');
+  const painted = render([stats('order', { routes })], true, NOW).split('\n');
+  assert.match(painted[1]!, /\x1b\[32mclosed/);
+  assert.doesNotMatch(painted[2]!, /\x1b\[/);
+});
